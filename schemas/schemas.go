@@ -1,0 +1,298 @@
+// Package schemas declares the tables convsync writes, one Arrow schema per
+// table, as plain data.
+//
+// Facts about a column live in its Arrow field metadata, under namespaced
+// keys, and everything downstream (the JSON decoder in transform, the PII
+// policy, DuckDB column comments, the docs) reads them from there:
+//
+//   - MetaSource: where the value comes from, a dotted path into the API
+//     object ("messaging_binding.address"), or a Derived* name for values
+//     convsync supplies itself (the service the row was read from, the run).
+//   - MetaPII: "standard" or "sensitive", as the spec's x-twilio.pii marks
+//     the field, or as convsync marks identity-bearing fields the spec does
+//     not tag (MetaPIIOrigin tells which).
+//   - MetaKey: "true" on the columns of the table's key.
+package schemas
+
+import (
+	"fmt"
+
+	"github.com/apache/arrow/go/v17/arrow"
+)
+
+// Metadata keys carried by every field.
+const (
+	MetaSource    = "convsync.source"
+	MetaPII       = "convsync.pii"
+	MetaPIIOrigin = "convsync.pii_origin"
+	MetaKey       = "convsync.key"
+	MetaComment   = "convsync.comment"
+)
+
+// PII classes, as Twilio's spec names them.
+const (
+	PIIStandard  = "standard"
+	PIISensitive = "sensitive"
+)
+
+// Where a PII tag comes from.
+const (
+	OriginSpec     = "spec"     // the field carries x-twilio.pii in the spec
+	OriginConvsync = "convsync" // convsync tags it (created_by holds an identity)
+)
+
+// Sources that are not fields of the API object.
+const (
+	// DerivedService is the SID of the service the row was read from.
+	DerivedService = "$service"
+	// DerivedRun is the ID of the run that wrote the row.
+	DerivedRun = "$run"
+	// DerivedSubjectKind is "identity" or "address": how a lookup subject was given.
+	DerivedSubjectKind = "$subject_kind"
+	// DerivedSubject is the identity or address that was looked up.
+	DerivedSubject = "$subject"
+)
+
+// Table is one output table: its name (also the Parquet dataset folder),
+// the columns of its key, and its Arrow schema.
+type Table struct {
+	Name   string
+	Key    []string
+	Schema *arrow.Schema
+	// APIKind names the spec schema the rows come from
+	// (conversations.v1.service.service_user, ...).
+	APIKind string
+}
+
+// Timestamp is the Arrow type of every date-time column: microseconds, UTC.
+var Timestamp = &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}
+
+type col struct {
+	name, source string
+	typ          arrow.DataType
+	pii, origin  string
+	key          bool
+	comment      string
+}
+
+func str(name string) col   { return col{name: name, source: name, typ: arrow.BinaryTypes.String} }
+func i64(name string) col   { return col{name: name, source: name, typ: arrow.PrimitiveTypes.Int64} }
+func boolc(name string) col { return col{name: name, source: name, typ: arrow.FixedWidthTypes.Boolean} }
+func ts(name string) col    { return col{name: name, source: name, typ: Timestamp} }
+
+func (c col) from(source string) col { c.source = source; return c }
+func (c col) std() col               { c.pii, c.origin = PIIStandard, OriginSpec; return c }
+func (c col) sensitive() col         { c.pii, c.origin = PIISensitive, OriginSpec; return c }
+func (c col) identityBearing() col {
+	c.pii, c.origin = PIIStandard, OriginConvsync
+	c.comment = "identity of the creator: not tagged by the spec, treated as PII by convsync"
+	return c
+}
+func (c col) isKey() col            { c.key = true; return c }
+func (c col) note(text string) col { c.comment = text; return c }
+
+// binding flattens a messaging_binding object found at source into six
+// columns named prefix_type ... prefix_level. The spec tags the whole object
+// standard; type and level are not personal, the address fields and name are.
+func binding(prefix, source string) []col {
+	return []col{
+		str(prefix + "_type").from(source + ".type"),
+		str(prefix + "_address").from(source + ".address").std(),
+		str(prefix + "_proxy_address").from(source + ".proxy_address").std(),
+		str(prefix + "_projected_address").from(source + ".projected_address").std(),
+		str(prefix + "_name").from(source + ".name").std(),
+		str(prefix + "_level").from(source + ".level"),
+	}
+}
+
+// timers flattens a timers object into prefix_date_inactive and prefix_date_closed.
+func timers(prefix, source string) []col {
+	return []col{
+		ts(prefix + "_date_inactive").from(source + ".date_inactive"),
+		ts(prefix + "_date_closed").from(source + ".date_closed"),
+	}
+}
+
+func runCol() col {
+	return str("run_id").from(DerivedRun).note("the convsync run that wrote this row (see the runs table)")
+}
+
+func serviceCol() col {
+	return str("chat_service_sid").from(DerivedService).note("the Conversation Service the row was read from")
+}
+
+func cols(parts ...any) []col {
+	var out []col
+	for _, p := range parts {
+		switch v := p.(type) {
+		case col:
+			out = append(out, v)
+		case []col:
+			out = append(out, v...)
+		default:
+			panic(fmt.Sprintf("schemas: unexpected %T", p))
+		}
+	}
+	return out
+}
+
+func table(name, apiKind string, cs []col) Table {
+	fields := make([]arrow.Field, len(cs))
+	var key []string
+	for i, c := range cs {
+		keys := []string{MetaSource}
+		vals := []string{c.source}
+		if c.pii != "" {
+			keys = append(keys, MetaPII, MetaPIIOrigin)
+			vals = append(vals, c.pii, c.origin)
+		}
+		if c.key {
+			keys = append(keys, MetaKey)
+			vals = append(vals, "true")
+			key = append(key, c.name)
+		}
+		if c.comment != "" {
+			keys = append(keys, MetaComment)
+			vals = append(vals, c.comment)
+		}
+		fields[i] = arrow.Field{Name: c.name, Type: c.typ, Nullable: true, Metadata: arrow.NewMetadata(keys, vals)}
+	}
+	return Table{Name: name, Key: key, Schema: arrow.NewSchema(fields, nil), APIKind: apiKind}
+}
+
+// Services: one row per Conversation Service (GET /v1/Services).
+var Services = table("services", "conversations.v1.service", cols(
+	str("account_sid"),
+	str("sid").isKey(),
+	str("chat_service_sid").from("sid").note("the service's own sid"),
+	str("friendly_name").std(),
+	ts("date_created"),
+	ts("date_updated"),
+	str("url"),
+	runCol(),
+))
+
+// Users: one row per user of a service (GET /v1/Services/{IS}/Users).
+var Users = table("users", "conversations.v1.service.service_user", cols(
+	str("sid").isKey(),
+	str("account_sid"),
+	serviceCol(),
+	str("role_sid"),
+	str("identity").std(),
+	str("friendly_name").std(),
+	str("attributes").sensitive(),
+	boolc("is_online"),
+	boolc("is_notifiable"),
+	ts("date_created"),
+	ts("date_updated"),
+	str("url"),
+	runCol(),
+))
+
+// UserConversations: one row per user's membership
+// (GET /v1/Services/{IS}/Users/{US}/Conversations).
+var UserConversations = table("user_conversations", "conversations.v1.service.service_user.service_user_conversation", cols(
+	str("account_sid"),
+	serviceCol(),
+	str("conversation_sid").isKey(),
+	i64("unread_messages_count"),
+	i64("last_read_message_index"),
+	str("participant_sid"),
+	str("user_sid").isKey(),
+	str("friendly_name").std(),
+	str("conversation_state"),
+	timers("timers", "timers"),
+	str("attributes").sensitive(),
+	ts("date_created"),
+	ts("date_updated"),
+	str("created_by").identityBearing(),
+	str("notification_level"),
+	str("unique_name").std(),
+	str("url"),
+	runCol(),
+))
+
+// Conversations: one row per conversation (GET /v1/Services/{IS}/Conversations).
+var Conversations = table("conversations", "conversations.v1.service.service_conversation", cols(
+	str("account_sid"),
+	serviceCol(),
+	str("messaging_service_sid"),
+	str("sid").isKey(),
+	str("friendly_name").std(),
+	str("unique_name").std(),
+	str("attributes").sensitive(),
+	str("state"),
+	ts("date_created"),
+	ts("date_updated"),
+	timers("timers", "timers"),
+	str("url"),
+	str("bindings").note("JSON text"),
+	runCol(),
+))
+
+// Participants: one row per participant of a conversation
+// (GET /v1/Services/{IS}/Conversations/{CH}/Participants).
+var Participants = table("participants", "conversations.v1.service.service_conversation.service_conversation_participant", cols(
+	str("account_sid"),
+	serviceCol(),
+	str("conversation_sid"),
+	str("sid").isKey(),
+	str("identity").std(),
+	str("attributes").sensitive(),
+	binding("messaging_binding", "messaging_binding"),
+	str("role_sid"),
+	ts("date_created"),
+	ts("date_updated"),
+	str("url"),
+	i64("last_read_message_index"),
+	ts("last_read_timestamp"),
+	runCol(),
+))
+
+// ParticipantConversations: one row per lookup result
+// (GET /v1/Services/{IS}/ParticipantConversations), with the subject that
+// was looked up.
+var ParticipantConversations = table("participant_conversations", "conversations.v1.service.service_participant_conversation", cols(
+	str("subject_kind").from(DerivedSubjectKind).note("identity or address: how the subject was given"),
+	str("subject").from(DerivedSubject).std().note("the identity or address that was looked up"),
+	str("account_sid"),
+	serviceCol(),
+	str("participant_sid").isKey(),
+	str("participant_user_sid"),
+	str("participant_identity").std(),
+	binding("participant_messaging_binding", "participant_messaging_binding"),
+	str("conversation_sid").isKey(),
+	str("conversation_unique_name").std(),
+	str("conversation_friendly_name").std(),
+	str("conversation_attributes").sensitive(),
+	ts("conversation_date_created"),
+	ts("conversation_date_updated"),
+	str("conversation_created_by").identityBearing(),
+	str("conversation_state"),
+	timers("conversation_timers", "conversation_timers"),
+	runCol(),
+))
+
+// Export lists the tables `convsync export` writes, parents first.
+var Export = []Table{Services, Users, UserConversations, Conversations, Participants}
+
+// Lookup lists the tables `convsync lookup` writes.
+var Lookup = []Table{ParticipantConversations}
+
+// ByName returns the table called name.
+func ByName(name string) (Table, bool) {
+	for _, t := range append(append([]Table{}, Export...), Lookup...) {
+		if t.Name == name {
+			return t, true
+		}
+	}
+	return Table{}, false
+}
+
+// Meta returns the value of metadata key k on field f ("" when absent).
+func Meta(f arrow.Field, k string) string {
+	if i := f.Metadata.FindKey(k); i >= 0 {
+		return f.Metadata.Values()[i]
+	}
+	return ""
+}
