@@ -27,6 +27,8 @@ const (
 	MetaPIIOrigin = "convsync.pii_origin"
 	MetaKey       = "convsync.key"
 	MetaComment   = "convsync.comment"
+	// MetaJSON is "true" on columns that hold a free-form JSON object as text.
+	MetaJSON = "convsync.json"
 )
 
 // PII classes, as Twilio's spec names them.
@@ -71,7 +73,7 @@ type col struct {
 	name, source string
 	typ          arrow.DataType
 	pii, origin  string
-	key          bool
+	key, json    bool
 	comment      string
 }
 
@@ -88,8 +90,9 @@ func (c col) identityBearing() col {
 	c.comment = "identity of the creator: not tagged by the spec, treated as PII by convsync"
 	return c
 }
-func (c col) isKey() col            { c.key = true; return c }
+func (c col) isKey() col           { c.key = true; return c }
 func (c col) note(text string) col { c.comment = text; return c }
+func (c col) jsonText() col        { c.json = true; return c }
 
 // binding flattens a messaging_binding object found at source into six
 // columns named prefix_type ... prefix_level. The spec tags the whole object
@@ -150,6 +153,10 @@ func table(name, apiKind string, cs []col) Table {
 			keys = append(keys, MetaKey)
 			vals = append(vals, "true")
 			key = append(key, c.name)
+		}
+		if c.json {
+			keys = append(keys, MetaJSON)
+			vals = append(vals, "true")
 		}
 		if c.comment != "" {
 			keys = append(keys, MetaComment)
@@ -226,7 +233,7 @@ var Conversations = table("conversations", "conversations.v1.service.service_con
 	ts("date_updated"),
 	timers("timers", "timers"),
 	str("url"),
-	str("bindings").note("JSON text"),
+	str("bindings").jsonText().note("JSON text"),
 	runCol(),
 ))
 
