@@ -1,0 +1,184 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/convsync/convsync/extract"
+	"github.com/convsync/convsync/transform"
+)
+
+// errHelp is returned after -h printed the flags.
+var errHelp = errors.New("help shown")
+
+// DefaultBaseURL is Twilio's Conversations API root.
+const DefaultBaseURL = "https://conversations.twilio.com"
+
+// common holds the flags export and lookup share.
+type common struct {
+	BaseURL        string
+	DuckDB         string
+	Parquet        string
+	Demo           bool
+	PII            string
+	SnapshotDate   string
+	Concurrency    int
+	Services       string
+	LogLevel       string
+	Progress       string
+	RequestTimeout time.Duration
+	MaxRetries     int
+
+	// Filled by Validate.
+	snapshot time.Time
+	services []string
+	policy   transform.Policy
+	level    zerolog.Level
+}
+
+func (c *common) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.BaseURL, "base-url", DefaultBaseURL, "API root")
+	fs.StringVar(&c.DuckDB, "duckdb", "", "write the tables into this DuckDB database `file`")
+	fs.StringVar(&c.Parquet, "parquet", "", "write one Parquet dataset per table under `dir`/<table>/")
+	fs.BoolVar(&c.Demo, "demo", false, "start the built-in simulated API in-process and read from it (no credentials needed)")
+	fs.StringVar(&c.PII, "pii", transform.PIIKeep, "PII `mode`: keep, hash (HMAC-SHA256 keyed with $"+transform.PIIKeyEnv+") or redact")
+	fs.StringVar(&c.SnapshotDate, "snapshot-date", "", "the `YYYY-MM-DD` this run's snapshot is filed under (default today, UTC)")
+	fs.IntVar(&c.Concurrency, "concurrency", 8, "maximum API requests in flight")
+	fs.StringVar(&c.Services, "services", "", "comma-separated service `SIDs` to walk (default: all)")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "log `level`: debug, info, warn, error")
+	fs.StringVar(&c.Progress, "progress", "auto", "progress display: auto (on a terminal), on, off")
+	fs.DurationVar(&c.RequestTimeout, "request-timeout", 30*time.Second, "timeout of one API request")
+	fs.IntVar(&c.MaxRetries, "max-retries", 8, "retries of one request on 429, 5xx and network errors")
+}
+
+// Validate checks the flags and the environment they depend on, before
+// anything is fetched or written.
+func (c *common) Validate(getenv func(string) string) error {
+	if c.DuckDB == "" && c.Parquet == "" {
+		c.DuckDB = "convsync.duckdb"
+	}
+	if !c.Demo {
+		u, err := url.Parse(c.BaseURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return usageError("--base-url %q is not an http(s) URL", c.BaseURL)
+		}
+		if u.User != nil {
+			return usageError("--base-url must not carry credentials; use the TWILIO_* environment variables")
+		}
+	}
+	if c.SnapshotDate == "" {
+		c.snapshot = time.Now().UTC().Truncate(24 * time.Hour)
+	} else {
+		t, err := time.Parse(time.DateOnly, c.SnapshotDate)
+		if err != nil {
+			return usageError("--snapshot-date %q is not a date like 2026-01-31", c.SnapshotDate)
+		}
+		c.snapshot = t
+	}
+	if c.Concurrency < 1 || c.Concurrency > 256 {
+		return usageError("--concurrency %d is out of range 1..256", c.Concurrency)
+	}
+	if c.MaxRetries < 0 {
+		return usageError("--max-retries must not be negative")
+	}
+	if c.RequestTimeout <= 0 {
+		return usageError("--request-timeout must be positive")
+	}
+	for _, s := range strings.Split(c.Services, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if !isSID(s, "IS") {
+			return usageError("--services: %q is not a service SID (IS followed by 32 hex digits)", s)
+		}
+		c.services = append(c.services, s)
+	}
+	c.policy = transform.Policy{Mode: c.PII}
+	if c.PII == transform.PIIHash {
+		c.policy.Key = []byte(getenv(transform.PIIKeyEnv))
+	}
+	if err := c.policy.Validate(); err != nil {
+		return usageError("%v", err)
+	}
+	lvl, err := zerolog.ParseLevel(c.LogLevel)
+	if err != nil || c.LogLevel == "" {
+		return usageError("--log-level %q is not one of debug, info, warn, error", c.LogLevel)
+	}
+	c.level = lvl
+	switch c.Progress {
+	case "auto", "on", "off":
+	default:
+		return usageError("--progress %q is not one of auto, on, off", c.Progress)
+	}
+	return nil
+}
+
+// credentials reads the Twilio credentials from the environment.
+func (c *common) credentials(getenv func(string) string) (extract.Credentials, error) {
+	cr, err := extract.CredentialsFromEnv(getenv)
+	if err != nil {
+		return cr, usageError("%v", err)
+	}
+	return cr, nil
+}
+
+func isSID(s, prefix string) bool {
+	if len(s) != 34 || !strings.HasPrefix(s, prefix) {
+		return false
+	}
+	_, err := hex.DecodeString(s[2:])
+	return err == nil
+}
+
+// newRunID returns a sortable, unique run ID such as 20261122T041500Z-3f9a1c.
+func newRunID(now time.Time) string {
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+}
+
+// parseFlags parses args into fs, turning -h into errHelp and flag errors
+// into usage errors (the flag package has printed the details).
+func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) error {
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return errHelp
+		}
+		return usageError("%v", err)
+	}
+	return nil
+}
+
+// isTerminal reports whether f is a character device (a terminal).
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// newLogger logs to w: readable lines on a terminal, JSON otherwise.
+func newLogger(w io.Writer, level zerolog.Level) zerolog.Logger {
+	if f, ok := w.(*os.File); ok && isTerminal(f) {
+		w = zerolog.ConsoleWriter{Out: f, TimeFormat: time.TimeOnly}
+	}
+	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+}
+
+func fmtCount(n int64) string {
+	s := fmt.Sprint(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/convsync/convsync/internal/fakeapi"
+)
+
+func runFakeAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("convsync fakeapi", flag.ContinueOnError)
+	listen := fs.String("listen", "127.0.0.1:8089", "`address` to listen on (host:port; port 0 picks a free one)")
+	demo := fs.Bool("demo-data", true, "start from the demo dataset's sizes (the --demo export's data); the size flags override it")
+	ds := fakeapi.DemoConfig()
+	var f fakeapi.Faults
+	var sizes fakeapi.DatasetConfig
+	fs.Int64Var(&sizes.Seed, "seed", 0, "dataset seed (0: the chosen defaults' seed)")
+	fs.IntVar(&sizes.Services, "services", 0, "Conversation Services, the default one included")
+	fs.IntVar(&sizes.UsersPerService, "users", 0, "users per service")
+	fs.IntVar(&sizes.ConversationsPerService, "conversations", 0, "conversations per service")
+	fs.IntVar(&sizes.ParticipantsPerConversation, "participants", 0, "mean participants per conversation")
+	fs.IntVar(&sizes.LargeConversationParticipants, "large-conversation", 0, "participants of each service's large conversation")
+	fs.IntVar(&sizes.BusyUserConversations, "busy-user", 0, "conversations of each service's busiest user")
+	fs.Int64Var(&f.Seed, "fault-seed", 1, "seed of the fault draws")
+	fs.DurationVar(&f.Latency, "latency", 0, "latency added to every request")
+	fs.IntVar(&f.MaxInFlight, "max-in-flight", 0, "requests in flight beyond which 429 (code 20429) is returned (0: no cap)")
+	fs.Float64Var(&f.Rate429, "rate-429", 0, "probability of a random 429")
+	fs.Float64Var(&f.RetryAfterRate, "retry-after-rate", 0.5, "fraction of 429s carrying Retry-After")
+	fs.Float64Var(&f.Rate500, "rate-500", 0, "probability of a 500")
+	fs.Float64Var(&f.Rate503, "rate-503", 0, "probability of a 503")
+	fs.Float64Var(&f.RateReset, "rate-reset", 0, "probability of a connection reset mid-body")
+	fs.Float64Var(&f.RateTruncate, "rate-truncate", 0, "probability of a truncated body")
+	fs.Float64Var(&f.DeletedConversations, "deleted-conversations", 0, "fraction of conversations deleted mid-crawl (404 on their participants)")
+	fs.Float64Var(&f.DeletedUsers, "deleted-users", 0, "fraction of users deleted mid-crawl (404 on their conversations)")
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError("fakeapi takes no arguments, got %q", fs.Arg(0))
+	}
+	for name, r := range map[string]float64{"rate-429": f.Rate429, "retry-after-rate": f.RetryAfterRate, "rate-500": f.Rate500,
+		"rate-503": f.Rate503, "rate-reset": f.RateReset, "rate-truncate": f.RateTruncate,
+		"deleted-conversations": f.DeletedConversations, "deleted-users": f.DeletedUsers} {
+		if r < 0 || r > 1 {
+			return usageError("--%s %v is not a probability between 0 and 1", name, r)
+		}
+	}
+	if !*demo {
+		ds = fakeapi.DefaultConfig()
+	}
+	overlay(&ds.Seed, sizes.Seed)
+	for _, p := range []struct {
+		dst *int
+		v   int
+	}{
+		{&ds.Services, sizes.Services}, {&ds.UsersPerService, sizes.UsersPerService},
+		{&ds.ConversationsPerService, sizes.ConversationsPerService},
+		{&ds.ParticipantsPerConversation, sizes.ParticipantsPerConversation},
+		{&ds.LargeConversationParticipants, sizes.LargeConversationParticipants},
+		{&ds.BusyUserConversations, sizes.BusyUserConversations},
+	} {
+		if p.v < 0 {
+			return usageError("dataset sizes must not be negative")
+		}
+		overlay(p.dst, p.v)
+	}
+
+	start := time.Now()
+	srv, err := fakeapi.Start(*listen, fakeapi.Options{Dataset: fakeapi.NewDataset(ds), Faults: f})
+	if err != nil {
+		return fmt.Errorf("fakeapi: listen on %s: %w", *listen, err)
+	}
+	defer srv.Close()
+	c := srv.Credentials()
+	// The simulator's credentials are fixed test values, not secrets: they
+	// are printed so that clients can be pointed at it.
+	fmt.Fprintf(stdout, "convsync fakeapi: simulated Twilio Conversations API (dataset built in %s)\n", time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(stdout, "base URL: %s\n", srv.URL())
+	fmt.Fprintf(stdout, "export TWILIO_ACCOUNT_SID=%s TWILIO_AUTH_TOKEN=%s\n", c.AccountSID, c.AuthToken)
+	fmt.Fprintf(stdout, "or      TWILIO_API_KEY=%s TWILIO_API_SECRET=%s (with the same TWILIO_ACCOUNT_SID)\n", c.APIKeySID, c.APIKeySecret)
+	fmt.Fprintf(stdout, "then:   convsync export --base-url %s\n", srv.URL())
+	<-ctx.Done()
+	return nil
+}
+
+func overlay[T comparable](dst *T, v T) {
+	var zero T
+	if v != zero {
+		*dst = v
+	}
+}

@@ -1,0 +1,136 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/convsync/convsync/extract"
+	"github.com/convsync/convsync/jobs"
+	"github.com/convsync/convsync/schemas"
+)
+
+// groupMMSCaveat is Twilio's documented limit of ParticipantConversations.
+const groupMMSCaveat = "ParticipantConversations finds participants by identity or messaging_binding.address only: " +
+	"group-MMS participants that have a projected_address but neither are not found this way " +
+	"(query the participants table of an export for them)"
+
+func runLookup(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var f common
+	var subjects []extract.Subject
+	fs := flag.NewFlagSet("convsync lookup", flag.ContinueOnError)
+	f.register(fs)
+	fs.Func("identity", "look up this `identity` (repeatable)", func(v string) error {
+		if v == "" {
+			return fmt.Errorf("empty identity")
+		}
+		subjects = append(subjects, extract.Subject{Identity: v})
+		return nil
+	})
+	fs.Func("address", "look up this `address`, e.g. +15551234567 or whatsapp:+15551234567 (repeatable)", func(v string) error {
+		if v == "" {
+			return fmt.Errorf("empty address")
+		}
+		subjects = append(subjects, extract.Subject{Address: v})
+		return nil
+	})
+	fs.Func("from", "read subjects from `file`: one a line, 'identity:' or 'address:' then the value (repeatable)", func(path string) error {
+		s, err := readSubjects(path)
+		subjects = append(subjects, s...)
+		return err
+	})
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError("lookup takes subjects through --identity, --address or --from, got %q", fs.Arg(0))
+	}
+	if len(subjects) == 0 {
+		return usageError("lookup needs at least one --identity, --address or --from")
+	}
+	if err := f.Validate(os.Getenv); err != nil {
+		return err
+	}
+	log := newLogger(stderr, f.level)
+	env, err := f.connect(ctx, &log)
+	if err != nil {
+		return err
+	}
+	defer env.close()
+
+	runID := newRunID(time.Now())
+	snk, err := f.openSinks(schemas.Lookup, runID, &log)
+	if err != nil {
+		return err
+	}
+	defer snk.Close()
+	prog := newProgress(stderr, f.Progress, &log)
+	log.Info().Str("run_id", runID).Int("subjects", len(subjects)).Str("pii", f.PII).Msg("lookup started")
+	sum, err := jobs.Lookup(ctx, env.client, snk, subjects, jobs.Config{
+		RunID:        runID,
+		SnapshotDate: f.snapshot,
+		Concurrency:  f.Concurrency,
+		Services:     f.services,
+		Policy:       f.policy,
+		Logger:       &log,
+		Progress:     prog.update,
+	})
+	prog.finish()
+	if err != nil {
+		return fmt.Errorf("lookup failed: %w", err)
+	}
+	if err := snk.Close(); err != nil {
+		return fmt.Errorf("close outputs: %w", err)
+	}
+	f.printSummary(stdout, sum.Run, nil, &log)
+	if len(sum.NotFound) > 0 {
+		fmt.Fprintf(stdout, "%d of %d subjects are in no conversation:\n", len(sum.NotFound), len(subjects))
+		for _, i := range sum.NotFound {
+			s := subjects[i]
+			kind, v := "identity", s.Identity
+			if s.Address != "" {
+				kind, v = "address", s.Address
+			}
+			fmt.Fprintf(stdout, "  #%d %s %s\n", i+1, kind, f.policy.Display(v))
+		}
+		fmt.Fprintf(stdout, "note: %s.\n", groupMMSCaveat)
+	}
+	return nil
+}
+
+// readSubjects reads a subjects file: one subject a line, "identity:" or
+// "address:" then the value, spaces and all. Blank lines are skipped.
+func readSubjects(path string) ([]extract.Subject, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	var out []extract.Subject
+	sc := bufio.NewScanner(fh)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSuffix(sc.Text(), "\r")
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(line, "identity:") && len(line) > len("identity:"):
+			out = append(out, extract.Subject{Identity: line[len("identity:"):]})
+		case strings.HasPrefix(line, "address:") && len(line) > len("address:"):
+			out = append(out, extract.Subject{Address: line[len("address:"):]})
+		default:
+			// The line itself is not shown: it may be personal data.
+			return nil, fmt.Errorf("%s line %d: want 'identity:VALUE' or 'address:VALUE'", path, n)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return out, nil
+}

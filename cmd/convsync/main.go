@@ -1,0 +1,132 @@
+// Command convsync exports Twilio Conversations membership data (services,
+// users, user conversations, conversations, participants) into DuckDB
+// tables and/or Parquet datasets.
+//
+//	convsync export [flags]          snapshot every Conversation Service
+//	convsync lookup [flags] SUBJECTS which conversations is this person in?
+//	convsync fakeapi --listen ADDR   serve the simulated Conversations API
+//
+// Credentials come from TWILIO_ACCOUNT_SID with TWILIO_AUTH_TOKEN, or with
+// TWILIO_API_KEY and TWILIO_API_SECRET. See README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+const usage = `usage: convsync <command> [flags]
+
+commands:
+  export    snapshot every Conversation Service into DuckDB and/or Parquet
+  lookup    find the conversations of identities or addresses
+  fakeapi   serve the simulated Twilio Conversations API
+
+Run 'convsync <command> -h' for the command's flags.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// exitError carries the process exit status for an error.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// usageError marks bad input: exit status 2.
+func usageError(format string, args ...any) error {
+	return &exitError{code: 2, err: fmt.Errorf(format, args...)}
+}
+
+// run executes one command and returns the exit status. Any failure ends
+// with a one-line reason as the last line on stderr.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stderr, usage)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	ctx, stop := signalContext()
+	defer stop()
+
+	var err error
+	switch args[0] {
+	case "export":
+		err = runExport(ctx, args[1:], stdout, stderr)
+	case "lookup":
+		err = runLookup(ctx, args[1:], stdout, stderr)
+	case "fakeapi":
+		err = runFakeAPI(ctx, args[1:], stdout, stderr)
+	default:
+		err = usageError("unknown command %q (want export, lookup or fakeapi)", args[0])
+	}
+	if err == nil {
+		return 0
+	}
+	if errors.Is(err, errHelp) {
+		return 0
+	}
+	code := 1
+	var ee *exitError
+	if errors.As(err, &ee) {
+		code = ee.code
+	}
+	if sig := caughtSignal(ctx); sig != nil {
+		code = 128 + int(sig.(syscall.Signal))
+		err = fmt.Errorf("interrupted by %s: nothing was published, the outputs of the last good run are as they were", sig)
+	}
+	fmt.Fprintf(stderr, "convsync: %s\n", oneLine(err.Error()))
+	return code
+}
+
+// oneLine folds an error message onto a single line.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+// signalCause is the context cause recorded when a signal arrives.
+type signalCause struct{ sig os.Signal }
+
+func (s signalCause) Error() string { return "received " + s.sig.String() }
+
+// signalContext returns a context cancelled, with a signalCause, at the
+// first SIGINT or SIGTERM. A second signal kills the process at once.
+func signalContext() (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		sig, ok := <-ch
+		if !ok {
+			return
+		}
+		cancel(signalCause{sig})
+		sig = <-ch
+		if s, ok := sig.(syscall.Signal); ok {
+			os.Exit(128 + int(s))
+		}
+	}()
+	return ctx, func() { signal.Stop(ch); cancel(nil) }
+}
+
+// caughtSignal returns the signal that cancelled ctx, if any.
+func caughtSignal(ctx context.Context) os.Signal {
+	var sc signalCause
+	if errors.As(context.Cause(ctx), &sc) {
+		return sc.sig
+	}
+	return nil
+}

@@ -1,0 +1,300 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"sync/atomic"
+	"time"
+
+	"github.com/apache/arrow/go/v17/arrow/memory"
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/convsync/convsync/extract"
+	"github.com/convsync/convsync/schemas"
+	"github.com/convsync/convsync/sink"
+	"github.com/convsync/convsync/transform"
+)
+
+// Source is the part of the API client an export walks.
+type Source interface {
+	Services(ctx context.Context) iter.Seq2[Object, error]
+	Users(ctx context.Context, serviceSID string) iter.Seq2[Object, error]
+	UserConversations(ctx context.Context, serviceSID, userSID string) iter.Seq2[Object, error]
+	Conversations(ctx context.Context, serviceSID string) iter.Seq2[Object, error]
+	Participants(ctx context.Context, serviceSID, conversationSID string) iter.Seq2[Object, error]
+	Stats() extract.Stats
+}
+
+// Config holds what a run needs beyond its source and sink.
+type Config struct {
+	RunID        string
+	SnapshotDate time.Time
+	// Concurrency is the number of child lists fetched at once per kind
+	// (user conversations, participants). The client separately caps
+	// requests in flight.
+	Concurrency int
+	// Services, when set, limits the run to these service SIDs.
+	Services  []string
+	Policy    transform.Policy
+	BatchRows int
+	Logger    *zerolog.Logger
+	// Progress, when set, is called with a snapshot about once a second and
+	// once at the end.
+	Progress func(Progress)
+	// Allocator for Arrow buffers; memory.DefaultAllocator when nil.
+	Allocator memory.Allocator
+}
+
+func (c *Config) defaults() {
+	if c.Concurrency <= 0 {
+		c.Concurrency = 8
+	}
+	if c.BatchRows <= 0 {
+		c.BatchRows = DefaultBatchRows
+	}
+	if c.Allocator == nil {
+		c.Allocator = memory.DefaultAllocator
+	}
+	if c.Policy.Mode == "" {
+		c.Policy.Mode = transform.PIIKeep
+	}
+}
+
+// Progress is a snapshot of a run in flight.
+type Progress struct {
+	Elapsed        time.Duration
+	Rows           map[string]int64
+	Stats          extract.Stats
+	ParentsSkipped int64
+	Done           bool
+}
+
+// Summary is what a finished run reports.
+type Summary struct {
+	Run sink.Run
+	// Skipped holds the SIDs of users and conversations deleted while the
+	// run walked them (their own rows are kept; they have no child rows).
+	Skipped []string
+	// Duplicates is the number of rows dropped because their key was seen
+	// already (Twilio's cursors can repeat a row when data changes).
+	Duplicates int64
+}
+
+// Export walks every service of the account (or cfg.Services) and writes
+// the five export tables to snk, committing only when every list was read
+// completely. On error nothing is committed; the caller closes snk.
+func Export(ctx context.Context, src Source, snk Sink, cfg Config) (Summary, error) {
+	cfg.defaults()
+	log := logger(cfg.Logger)
+	started := time.Now().UTC()
+	ws := newWriters(schemas.Export, cfg.Policy, cfg.RunID)
+	var skipped atomic.Int64
+	skippedSIDs := make(chan string, 64)
+	var skippedList []string
+	collectDone := make(chan struct{})
+	go func() {
+		defer close(collectDone)
+		for s := range skippedSIDs {
+			skippedList = append(skippedList, s)
+		}
+	}()
+
+	g, gctx := errgroup.WithContext(ctx)
+	for _, w := range ws.order {
+		g.Go(func() error { return w.run(gctx, snk, cfg.Allocator, cfg.BatchRows) })
+	}
+	stopProgress := startProgress(gctx, cfg.Progress, started, ws, src, &skipped)
+
+	// Producers: the fetch side. When every producer is done, the writers'
+	// queues are closed and the writers flush what they hold.
+	prod, pctx := errgroup.WithContext(gctx)
+	services := make(chan string, 16)
+	prod.Go(func() error {
+		defer close(services)
+		return walkServices(pctx, src, cfg, ws.byName[schemas.Services.Name], services)
+	})
+	users := make(chan [2]string, cfg.Concurrency*4)
+	convs := make(chan [2]string, cfg.Concurrency*4)
+	// One lister per service list kind, fed by the services found.
+	serviceFan := make([]chan string, 2)
+	for i := range serviceFan {
+		serviceFan[i] = make(chan string, 16)
+	}
+	prod.Go(func() error {
+		defer func() {
+			for _, c := range serviceFan {
+				close(c)
+			}
+		}()
+		for s := range services {
+			for _, c := range serviceFan {
+				select {
+				case c <- s:
+				case <-pctx.Done():
+					return context.Cause(pctx)
+				}
+			}
+		}
+		return nil
+	})
+	prod.Go(func() error {
+		defer close(users)
+		return listParents(pctx, serviceFan[0], "user", src.Users, ws.byName[schemas.Users.Name], users)
+	})
+	prod.Go(func() error {
+		defer close(convs)
+		return listParents(pctx, serviceFan[1], "conversation", src.Conversations, ws.byName[schemas.Conversations.Name], convs)
+	})
+	for range cfg.Concurrency {
+		prod.Go(func() error {
+			return listChildren(pctx, users, "user", src.UserConversations, ws.byName[schemas.UserConversations.Name], &skipped, skippedSIDs, log)
+		})
+		prod.Go(func() error {
+			return listChildren(pctx, convs, "conversation", src.Participants, ws.byName[schemas.Participants.Name], &skipped, skippedSIDs, log)
+		})
+	}
+	g.Go(func() error {
+		err := prod.Wait()
+		if err == nil {
+			ws.closeAll()
+		}
+		return err
+	})
+	err := g.Wait()
+	close(skippedSIDs)
+	<-collectDone
+	stopProgress()
+
+	sum := Summary{Skipped: skippedList}
+	for _, w := range ws.order {
+		sum.Duplicates += w.dupes.Load()
+	}
+	st := src.Stats()
+	sum.Run = sink.Run{
+		ID:             cfg.RunID,
+		Command:        "export",
+		SnapshotDate:   cfg.SnapshotDate,
+		Started:        started,
+		Ended:          time.Now().UTC(),
+		Status:         "succeeded",
+		PII:            cfg.Policy.Mode,
+		Rows:           ws.counts(),
+		Requests:       st.Requests,
+		Retries:        st.Retries,
+		ParentsSkipped: skipped.Load(),
+	}
+	if err != nil {
+		sum.Run.Status = "failed"
+		return sum, err
+	}
+	if err := snk.Commit(ctx, sum.Run); err != nil {
+		sum.Run.Status = "failed"
+		return sum, fmt.Errorf("commit: %w", err)
+	}
+	if cfg.Progress != nil {
+		cfg.Progress(Progress{Elapsed: time.Since(started), Rows: sum.Run.Rows, Stats: src.Stats(), ParentsSkipped: skipped.Load(), Done: true})
+	}
+	return sum, nil
+}
+
+// walkServices lists the account's services (or cfg.Services), queues
+// their rows and sends the SIDs to walk on out.
+func walkServices(ctx context.Context, src Source, cfg Config, w *tableWriter, out chan<- string) error {
+	return eachService(ctx, src.Services, cfg.Services, func(obj Object, sid string) error {
+		if err := w.send(ctx, row{obj: obj, rc: transform.Context{ServiceSID: sid}}); err != nil {
+			return err
+		}
+		select {
+		case out <- sid:
+			return nil
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	})
+}
+
+// listParents lists users or conversations of each service it receives,
+// queues their rows and sends (service, sid) pairs on for their children.
+func listParents(ctx context.Context, services <-chan string, what string,
+	list func(context.Context, string) iter.Seq2[Object, error], w *tableWriter, out chan<- [2]string) error {
+	for svc := range services {
+		for obj, err := range list(ctx, svc) {
+			if err != nil {
+				return fmt.Errorf("list %ss of %s: %w", what, svc, err)
+			}
+			sid, err := sidOf(obj, what)
+			if err != nil {
+				return fmt.Errorf("list %ss of %s: %w", what, svc, err)
+			}
+			if err := w.send(ctx, row{obj: obj, rc: transform.Context{ServiceSID: svc}}); err != nil {
+				return err
+			}
+			select {
+			case out <- [2]string{svc, sid}:
+			case <-ctx.Done():
+				return context.Cause(ctx)
+			}
+		}
+	}
+	return nil
+}
+
+// listChildren fetches the child list of each parent it receives. A 404 on
+// the list means the parent was deleted during the run: it is counted and
+// skipped, and the run goes on.
+func listChildren(ctx context.Context, parents <-chan [2]string, what string,
+	list func(context.Context, string, string) iter.Seq2[Object, error], w *tableWriter,
+	skipped *atomic.Int64, skippedSIDs chan<- string, log zerolog.Logger) error {
+	for p := range parents {
+		svc, sid := p[0], p[1]
+		objs, err := collect(list(ctx, svc, sid))
+		if errors.Is(err, extract.ErrNotFound) {
+			skipped.Add(1)
+			log.Info().Str("service", svc).Str(what, sid).Msgf("%s deleted during the run: kept, without child rows", what)
+			select {
+			case skippedSIDs <- sid:
+			case <-ctx.Done():
+				return context.Cause(ctx)
+			}
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("list %s %s of service %s: %w", what, sid, svc, err)
+		}
+		for _, obj := range objs {
+			if err := w.send(ctx, row{obj: obj, rc: transform.Context{ServiceSID: svc}}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// startProgress calls report about once a second until the returned stop
+// function is called.
+func startProgress(ctx context.Context, report func(Progress), started time.Time, ws *writers, src interface{ Stats() extract.Stats }, skipped *atomic.Int64) (stop func()) {
+	if report == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				report(Progress{Elapsed: time.Since(started), Rows: ws.counts(), Stats: src.Stats(), ParentsSkipped: skipped.Load()})
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}

@@ -1,0 +1,254 @@
+// Package jobs orchestrates convsync's runs: it walks the API through a
+// Source with bounded worker pools, turns objects into Arrow batches with
+// package transform, and streams them into a Sink, which publishes them only
+// when the whole run has succeeded.
+package jobs
+
+import (
+	"context"
+	"fmt"
+	"hash/maphash"
+	"iter"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/memory"
+	"github.com/rs/zerolog"
+
+	"github.com/convsync/convsync/schemas"
+	"github.com/convsync/convsync/sink"
+	"github.com/convsync/convsync/transform"
+)
+
+// Object is one API resource as decoded JSON.
+type Object = map[string]any
+
+// Sink receives a run's record batches; nothing is visible before Commit,
+// and Close without Commit discards them.
+type Sink interface {
+	Write(ctx context.Context, table string, rec arrow.Record) error
+	Commit(ctx context.Context, run sink.Run) error
+	Close() error
+}
+
+// Default sizes of the pipeline.
+const (
+	DefaultBatchRows = 16384 // rows per Arrow record handed to the sink
+	queueRows        = 1024  // rows buffered between the fetchers and a table's writer
+)
+
+// row is one object on its way to a table writer.
+type row struct {
+	obj Object
+	rc  transform.Context
+}
+
+// tableWriter owns one table: it deduplicates rows by key, appends them to
+// a Builder and hands full batches to the sink. Its queue is bounded, so a
+// slow sink slows the fetchers down instead of filling memory.
+type tableWriter struct {
+	table  schemas.Table
+	q      chan row
+	rows   atomic.Int64
+	dupes  atomic.Int64
+	seed   maphash.Seed
+	seen   map[uint64]struct{}
+	keyOf  func(row) string
+	policy transform.Policy
+	runID  string
+}
+
+func newTableWriter(t schemas.Table, policy transform.Policy, runID string) *tableWriter {
+	return &tableWriter{
+		runID:  runID,
+		table:  t,
+		q:      make(chan row, queueRows),
+		seed:   maphash.MakeSeed(),
+		seen:   map[uint64]struct{}{},
+		keyOf:  keyFunc(t),
+		policy: policy,
+	}
+}
+
+// keyFunc returns a function giving the row's key as the API sends it. The
+// dedup set holds 64-bit hashes of keys, not the keys, so it stays small.
+func keyFunc(t schemas.Table) func(row) string {
+	srcs := make([]string, len(t.Key))
+	for i, k := range t.Key {
+		f, _ := t.Schema.FieldsByName(k)
+		srcs[i] = schemas.Meta(f[0], schemas.MetaSource)
+	}
+	return func(r row) string {
+		var b strings.Builder
+		for _, s := range srcs {
+			v, _ := r.obj[s].(string)
+			b.WriteString(v)
+			b.WriteByte(0)
+		}
+		// A lookup finds the same row once per subject that matches it.
+		b.WriteString(r.rc.SubjectKind)
+		b.WriteByte(0)
+		b.WriteString(r.rc.Subject)
+		return b.String()
+	}
+}
+
+// send queues r for the writer, giving up when ctx is done.
+func (w *tableWriter) send(ctx context.Context, r row) error {
+	select {
+	case w.q <- r:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+// run drains the queue until it is closed, writing batches of batchRows.
+func (w *tableWriter) run(ctx context.Context, snk Sink, mem memory.Allocator, batchRows int) error {
+	b := transform.NewBuilder(mem, w.table, w.policy)
+	defer b.Release()
+	flush := func() error {
+		rec := b.NewRecord()
+		defer rec.Release()
+		if err := snk.Write(ctx, w.table.Name, rec); err != nil {
+			return fmt.Errorf("write %s: %w", w.table.Name, err)
+		}
+		return nil
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case r, ok := <-w.q:
+			if !ok {
+				if b.Len() > 0 {
+					return flush()
+				}
+				return nil
+			}
+			h := maphash.String(w.seed, w.keyOf(r))
+			if _, dup := w.seen[h]; dup {
+				w.dupes.Add(1)
+				continue
+			}
+			w.seen[h] = struct{}{}
+			r.rc.RunID = w.runID
+			if err := b.Append(r.obj, r.rc); err != nil {
+				return err
+			}
+			w.rows.Add(1)
+			if b.Len() >= batchRows {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+	}
+}
+
+// writers is the set of table writers of one run.
+type writers struct {
+	byName map[string]*tableWriter
+	order  []*tableWriter
+	once   sync.Once
+}
+
+func newWriters(tables []schemas.Table, policy transform.Policy, runID string) *writers {
+	ws := &writers{byName: map[string]*tableWriter{}}
+	for _, t := range tables {
+		w := newTableWriter(t, policy, runID)
+		ws.byName[t.Name] = w
+		ws.order = append(ws.order, w)
+	}
+	return ws
+}
+
+// closeAll closes every queue, once, when the producers are done.
+func (ws *writers) closeAll() {
+	ws.once.Do(func() {
+		for _, w := range ws.order {
+			close(w.q)
+		}
+	})
+}
+
+// counts returns rows written so far per table.
+func (ws *writers) counts() map[string]int64 {
+	m := make(map[string]int64, len(ws.order))
+	for _, w := range ws.order {
+		m[w.table.Name] = w.rows.Load()
+	}
+	return m
+}
+
+// collect gathers a whole child list (one conversation's participants, one
+// user's conversations) before any of it is queued, so a parent that
+// vanishes halfway through its list contributes no child rows at all.
+// Child lists are bounded by Twilio (1,000 participants a conversation).
+func collect(seq iter.Seq2[Object, error]) ([]Object, error) {
+	var out []Object
+	for o, err := range seq {
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, o)
+	}
+	return out, nil
+}
+
+// sidOf returns the object's "sid" field, or an error naming what is missing.
+func sidOf(o Object, what string) (string, error) {
+	s, _ := o["sid"].(string)
+	if s == "" {
+		return "", fmt.Errorf("%s without a sid", what)
+	}
+	return s, nil
+}
+
+// logger returns l, or a disabled logger for the zero value.
+func logger(l *zerolog.Logger) zerolog.Logger {
+	if l == nil {
+		return zerolog.Nop()
+	}
+	return *l
+}
+
+// eachService calls fn for every service the account lists, or only for
+// those in only; a service in only that the account does not have is an
+// error, reported after the list was read.
+func eachService(ctx context.Context, list func(context.Context) iter.Seq2[Object, error], only []string, fn func(Object, string) error) error {
+	want := map[string]bool{}
+	for _, s := range only {
+		want[s] = false
+	}
+	for obj, err := range list(ctx) {
+		if err != nil {
+			return fmt.Errorf("list services: %w", err)
+		}
+		sid, err := sidOf(obj, "service")
+		if err != nil {
+			return err
+		}
+		if _, ok := want[sid]; len(only) > 0 && !ok {
+			continue
+		}
+		want[sid] = true
+		if err := fn(obj, sid); err != nil {
+			return err
+		}
+	}
+	var missing []string
+	for s, found := range want {
+		if !found {
+			missing = append(missing, s)
+		}
+	}
+	if len(missing) > 0 {
+		slices.Sort(missing)
+		return fmt.Errorf("--services: the account has no service %s", strings.Join(missing, ", "))
+	}
+	return nil
+}

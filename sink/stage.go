@@ -1,0 +1,311 @@
+package sink
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/array"
+	"github.com/apache/arrow/go/v17/parquet"
+	"github.com/apache/arrow/go/v17/parquet/compress"
+	"github.com/apache/arrow/go/v17/parquet/pqarrow"
+
+	"github.com/convsync/convsync/schemas"
+)
+
+// Parquet key-value metadata written into every file besides the stored
+// Arrow schema (ARROW:schema, which carries every field's convsync.* tags).
+const (
+	// KVTable names the table the file belongs to.
+	KVTable = "convsync.table"
+	// KVRunID is the ID of the run that wrote the file.
+	KVRunID = "convsync.run_id"
+	// KVSnapshotDate is the snapshot date (YYYY-MM-DD) of the run.
+	KVSnapshotDate = "convsync.snapshot_date"
+	// KVPII is a JSON object mapping each PII column to its class
+	// ("standard" or "sensitive"), for readers that ignore ARROW:schema.
+	KVPII = "convsync.pii"
+)
+
+// stage streams each table's batches into one Parquet file under a
+// staging directory. It is shared by the Parquet and DuckDB sinks.
+type stage struct {
+	dir   string
+	opts  options
+	kv    map[string]string // file-level key-value metadata
+	order []*tableFile
+	files map[string]*tableFile
+
+	// state is held shared by every Write and exclusively by finish and
+	// abort, so those wait for writes in flight and none start after.
+	state sync.RWMutex
+	ended bool
+}
+
+// tableFile is the writer state of one table; mu serialises its use.
+type tableFile struct {
+	mu     sync.Mutex
+	table  schemas.Table
+	path   string
+	f      *os.File
+	fw     *pqarrow.FileWriter
+	rows   int64
+	roll   bool  // start a new row group before the next write
+	err    error // sticky: the file is unusable after a failed write
+	closed bool
+}
+
+// newStage prepares a stage under dir (which must exist) for tables;
+// pathOf gives each table's file path relative to dir.
+func newStage(dir string, tables []schemas.Table, kv map[string]string, opts options, pathOf func(schemas.Table) string) *stage {
+	s := &stage{dir: dir, opts: opts, kv: kv, files: make(map[string]*tableFile, len(tables))}
+	for _, t := range tables {
+		tf := &tableFile{table: t, path: filepath.Join(dir, pathOf(t))}
+		s.order = append(s.order, tf)
+		s.files[t.Name] = tf
+	}
+	return s
+}
+
+func checkTables(tables []schemas.Table) error {
+	if len(tables) == 0 {
+		return errors.New("no tables")
+	}
+	seen := map[string]bool{}
+	for _, t := range tables {
+		if err := checkName("table", t.Name); err != nil {
+			return err
+		}
+		if t.Schema == nil {
+			return fmt.Errorf("table %s has no schema", t.Name)
+		}
+		if seen[t.Name] {
+			return fmt.Errorf("table %s given twice", t.Name)
+		}
+		seen[t.Name] = true
+	}
+	return nil
+}
+
+// checkName rejects names that are not safe as a single path element.
+func checkName(what, name string) error {
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, `/\`+"\x00") || strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_") {
+		return fmt.Errorf("invalid %s name %q", what, name)
+	}
+	return nil
+}
+
+// write appends rec to table's file.
+func (s *stage) write(ctx context.Context, table string, rec arrow.Record) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.state.RLock()
+	defer s.state.RUnlock()
+	if s.ended {
+		return errors.New("write after commit or close")
+	}
+	tf, ok := s.files[table]
+	if !ok {
+		return fmt.Errorf("write to unknown table %q", table)
+	}
+	tf.mu.Lock()
+	defer tf.mu.Unlock()
+	if tf.err != nil {
+		return tf.err
+	}
+	rec, err := conform(tf.table.Schema, rec)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", table, err)
+	}
+	defer rec.Release()
+	if rec.NumRows() == 0 {
+		return nil
+	}
+	if err := s.open(tf); err != nil {
+		return err
+	}
+	if tf.roll {
+		tf.fw.NewBufferedRowGroup()
+		tf.roll = false
+	}
+	if err := tf.fw.WriteBuffered(rec); err != nil {
+		tf.err = fmt.Errorf("write %s: %w", table, err)
+		return tf.err
+	}
+	tf.rows += rec.NumRows()
+	if tf.fw.RowGroupTotalCompressedBytes()+tf.fw.RowGroupTotalBytesWritten() >= s.opts.rowGroupBytes {
+		tf.roll = true
+	}
+	return nil
+}
+
+// conform returns rec (retained) as a record of schema: the caller's
+// record may differ from the table's schema in field metadata or
+// nullability, never in column names or types.
+func conform(schema *arrow.Schema, rec arrow.Record) (arrow.Record, error) {
+	if rec.Schema().Equal(schema) {
+		rec.Retain()
+		return rec, nil
+	}
+	got := rec.Schema()
+	if got.NumFields() != schema.NumFields() {
+		return nil, fmt.Errorf("record has %d columns, table has %d", got.NumFields(), schema.NumFields())
+	}
+	for i, want := range schema.Fields() {
+		f := got.Field(i)
+		if f.Name != want.Name || !arrow.TypeEqual(f.Type, want.Type) {
+			return nil, fmt.Errorf("record column %d is %s %s, table has %s %s", i, f.Name, f.Type, want.Name, want.Type)
+		}
+	}
+	return array.NewRecord(schema, rec.Columns(), rec.NumRows()), nil
+}
+
+// open creates tf's file and Parquet writer if not done yet.
+func (s *stage) open(tf *tableFile) error {
+	if tf.fw != nil {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(tf.path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(tf.path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	props := parquet.NewWriterProperties(
+		parquet.WithCompression(compress.Codecs.Zstd),
+		// v17 defaults to a REPEATED root, which Snowflake, Impala and
+		// others reject.
+		parquet.WithRootRepetition(parquet.Repetitions.Required),
+		parquet.WithMaxRowGroupLength(s.opts.rowGroupRows),
+		parquet.WithAllocator(s.opts.mem),
+	)
+	arrProps := pqarrow.NewArrowWriterProperties(
+		pqarrow.WithStoreSchema(), // keeps the convsync.* field metadata
+		pqarrow.WithAllocator(s.opts.mem),
+	)
+	out := &syncWriter{f: f, w: bufio.NewWriterSize(f, 1<<20)}
+	fw, err := pqarrow.NewFileWriter(tf.table.Schema, out, props, arrProps)
+	if err != nil {
+		_ = f.Close()
+		return fmt.Errorf("parquet writer for %s: %w", tf.table.Name, err)
+	}
+	tf.f, tf.fw = f, fw
+	return nil
+}
+
+// finish completes every table's file (an empty one, with the schema, for
+// a table that got no rows) and returns the rows written per table. The
+// stage takes no writes afterwards.
+func (s *stage) finish() (map[string]int64, error) {
+	s.state.Lock()
+	defer s.state.Unlock()
+	if s.ended {
+		return nil, errors.New("stage already finished")
+	}
+	s.ended = true
+	rows := make(map[string]int64, len(s.order))
+	for _, tf := range s.order {
+		if err := s.finishTable(tf); err != nil {
+			return nil, err
+		}
+		rows[tf.table.Name] = tf.rows
+	}
+	return rows, nil
+}
+
+func (s *stage) finishTable(tf *tableFile) error {
+	tf.mu.Lock()
+	defer tf.mu.Unlock()
+	if tf.err != nil {
+		return tf.err
+	}
+	if err := s.open(tf); err != nil {
+		return err
+	}
+	kv := map[string]string{KVTable: tf.table.Name}
+	for k, v := range s.kv {
+		kv[k] = v
+	}
+	pii := map[string]string{}
+	for _, f := range tf.table.Schema.Fields() {
+		if c := schemas.Meta(f, schemas.MetaPII); c != "" {
+			pii[f.Name] = c
+		}
+	}
+	b, err := json.Marshal(pii)
+	if err != nil {
+		return err
+	}
+	kv[KVPII] = string(b)
+	for _, k := range slices.Sorted(maps.Keys(kv)) {
+		if err := tf.fw.AppendKeyValueMetadata(k, kv[k]); err != nil {
+			return err
+		}
+	}
+	tf.closed = true
+	if err := tf.fw.Close(); err != nil {
+		tf.err = fmt.Errorf("close %s: %w", tf.path, err)
+		return tf.err
+	}
+	return nil
+}
+
+// abort stops the stage, closing any open file without completing it.
+// The caller removes the staging directory.
+func (s *stage) abort() error {
+	s.state.Lock()
+	defer s.state.Unlock()
+	s.ended = true
+	var errs []error
+	for _, tf := range s.order {
+		tf.mu.Lock()
+		if tf.f != nil && !tf.closed {
+			tf.closed = true
+			if err := tf.f.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
+				errs = append(errs, err)
+			}
+		}
+		tf.mu.Unlock()
+	}
+	return errors.Join(errs...)
+}
+
+// paths returns each table's staged file, by table name.
+func (s *stage) paths() map[string]string {
+	m := make(map[string]string, len(s.order))
+	for _, tf := range s.order {
+		m[tf.table.Name] = tf.path
+	}
+	return m
+}
+
+// syncWriter buffers writes to f; Close flushes, fsyncs and closes it, so a
+// file is complete on disk before it is published.
+type syncWriter struct {
+	f *os.File
+	w *bufio.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) { return s.w.Write(p) }
+
+func (s *syncWriter) Close() error {
+	err := s.w.Flush()
+	if err == nil {
+		err = s.f.Sync()
+	}
+	if cerr := s.f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
