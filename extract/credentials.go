@@ -56,7 +56,7 @@ func (c Credentials) MarshalJSON() ([]byte, error) {
 	})
 }
 
-// username and password return the Basic auth pair: the API key wins.
+// basicAuth returns the Basic auth pair: the API key wins when complete.
 func (c Credentials) basicAuth() (user, pass string) {
 	if c.APIKey != "" && c.APISecret != "" {
 		return c.APIKey, c.APISecret
