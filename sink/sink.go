@@ -136,9 +136,10 @@ type options struct {
 const (
 	// DefaultRowGroupRows is the most rows a Parquet row group holds.
 	DefaultRowGroupRows = 128 * 1024
-	// DefaultRowGroupBytes is the approximate most bytes of encoded data a
-	// row group buffers in memory before it is flushed, so wide rows with
-	// large strings cannot make a row group grow without bound.
+	// DefaultRowGroupBytes bounds the data a row group buffers in memory
+	// before it is flushed, measured as the Arrow size of the batches
+	// written into it, so wide rows with large strings cannot make a row
+	// group grow without bound.
 	DefaultRowGroupBytes = 64 << 20
 )
 
@@ -165,8 +166,10 @@ func WithRowGroupRows(n int64) Option {
 	}
 }
 
-// WithRowGroupBytes sets the approximate most bytes a Parquet row group
-// buffers before a new one is started (default DefaultRowGroupBytes).
+// WithRowGroupBytes starts a new Parquet row group once the batches
+// written into the open one reach n bytes of Arrow data (default
+// DefaultRowGroupBytes); a row group ends at the first batch that reaches
+// the limit.
 // Values below 1 are ignored.
 func WithRowGroupBytes(n int64) Option {
 	return func(o *options) {

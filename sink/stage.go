@@ -53,15 +53,16 @@ type stage struct {
 
 // tableFile is the writer state of one table; mu serialises its use.
 type tableFile struct {
-	mu     sync.Mutex
-	table  schemas.Table
-	path   string
-	f      *os.File
-	fw     *pqarrow.FileWriter
-	rows   int64
-	roll   bool  // start a new row group before the next write
-	err    error // sticky: the file is unusable after a failed write
-	closed bool
+	mu      sync.Mutex
+	table   schemas.Table
+	path    string
+	fw      *pqarrow.FileWriter
+	rows    int64
+	out     *syncWriter
+	roll    bool  // start a new row group before the next write
+	rgBytes int64 // estimated bytes buffered in the open row group
+	err     error // sticky: the file is unusable after a failed write
+	closed  bool
 }
 
 // newStage prepares a stage under dir (which must exist) for tables;
@@ -136,14 +137,23 @@ func (s *stage) write(ctx context.Context, table string, rec arrow.Record) error
 	}
 	if tf.roll {
 		tf.fw.NewBufferedRowGroup()
-		tf.roll = false
+		tf.roll, tf.rgBytes = false, 0
 	}
 	if err := tf.fw.WriteBuffered(rec); err != nil {
 		tf.err = fmt.Errorf("write %s: %w", table, err)
 		return tf.err
 	}
 	tf.rows += rec.NumRows()
-	if tf.fw.RowGroupTotalCompressedBytes()+tf.fw.RowGroupTotalBytesWritten() >= s.opts.rowGroupBytes {
+	// Estimate what the open row group buffers by the Arrow size of the
+	// data written into it (an over-estimate of its encoded size).
+	size := recordBytes(rec)
+	if cur, err := tf.fw.RowGroupNumRows(); err == nil && int64(cur) < rec.NumRows() {
+		// WriteBuffered started a new row group at the row limit.
+		tf.rgBytes = size * int64(cur) / rec.NumRows()
+	} else {
+		tf.rgBytes += size
+	}
+	if tf.rgBytes >= s.opts.rowGroupBytes {
 		tf.roll = true
 	}
 	return nil
@@ -168,6 +178,26 @@ func conform(schema *arrow.Schema, rec arrow.Record) (arrow.Record, error) {
 		}
 	}
 	return array.NewRecord(schema, rec.Columns(), rec.NumRows()), nil
+}
+
+// recordBytes is the size of the buffers behind rec.
+func recordBytes(rec arrow.Record) int64 {
+	var n int64
+	var add func(d arrow.ArrayData)
+	add = func(d arrow.ArrayData) {
+		for _, b := range d.Buffers() {
+			if b != nil {
+				n += int64(b.Len())
+			}
+		}
+		for _, c := range d.Children() {
+			add(c)
+		}
+	}
+	for _, c := range rec.Columns() {
+		add(c.Data())
+	}
+	return n
 }
 
 // open creates tf's file and Parquet writer if not done yet.
@@ -200,7 +230,7 @@ func (s *stage) open(tf *tableFile) error {
 		_ = f.Close()
 		return fmt.Errorf("parquet writer for %s: %w", tf.table.Name, err)
 	}
-	tf.f, tf.fw = f, fw
+	tf.fw, tf.out = fw, out
 	return nil
 }
 
@@ -270,9 +300,12 @@ func (s *stage) abort() error {
 	var errs []error
 	for _, tf := range s.order {
 		tf.mu.Lock()
-		if tf.f != nil && !tf.closed {
+		if tf.fw != nil && !tf.closed {
 			tf.closed = true
-			if err := tf.f.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
+			// Closing the Parquet writer releases its buffers; what it
+			// would still write is discarded.
+			tf.out.discard = true
+			if err := tf.fw.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
 				errs = append(errs, err)
 			}
 		}
@@ -291,15 +324,25 @@ func (s *stage) paths() map[string]string {
 }
 
 // syncWriter buffers writes to f; Close flushes, fsyncs and closes it, so a
-// file is complete on disk before it is published.
+// file is complete on disk before it is published. Once discard is set,
+// writes are dropped and Close only closes f.
 type syncWriter struct {
-	f *os.File
-	w *bufio.Writer
+	f       *os.File
+	w       *bufio.Writer
+	discard bool
 }
 
-func (s *syncWriter) Write(p []byte) (int, error) { return s.w.Write(p) }
+func (s *syncWriter) Write(p []byte) (int, error) {
+	if s.discard {
+		return len(p), nil
+	}
+	return s.w.Write(p)
+}
 
 func (s *syncWriter) Close() error {
+	if s.discard {
+		return s.f.Close()
+	}
 	err := s.w.Flush()
 	if err == nil {
 		err = s.f.Sync()

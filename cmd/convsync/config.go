@@ -151,12 +151,17 @@ func newRunID(now time.Time) string {
 // parseFlags parses args into fs, turning -h into errHelp and flag errors
 // into usage errors (the flag package has printed the details).
 func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) error {
-	fs.SetOutput(stderr)
+	// The flag package's own messages are silenced: a bad flag gets one
+	// line (from run), -h the list of flags.
+	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stderr)
+			fmt.Fprintf(stderr, "usage: %s [flags]\n", fs.Name())
+			fs.PrintDefaults()
 			return errHelp
 		}
-		return usageError("%v", err)
+		return usageError("%v (see '%s -h')", err, fs.Name())
 	}
 	return nil
 }

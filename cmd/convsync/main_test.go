@@ -1,0 +1,192 @@
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/convsync/convsync/internal/fakeapi"
+	"github.com/convsync/convsync/internal/testkit"
+)
+
+// startAPI serves a simulated account on loopback and points the TWILIO_*
+// variables at its credentials.
+func startAPI(t *testing.T, faults fakeapi.Faults) (*fakeapi.Dataset, *fakeapi.Server) {
+	t.Helper()
+	ds := fakeapi.NewDataset(fakeapi.DefaultConfig())
+	srv, err := fakeapi.Start("127.0.0.1:0", fakeapi.Options{Dataset: ds, Faults: faults})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	c := srv.Credentials()
+	t.Setenv("TWILIO_ACCOUNT_SID", c.AccountSID)
+	t.Setenv("TWILIO_AUTH_TOKEN", c.AuthToken)
+	t.Setenv("TWILIO_API_KEY", "")
+	t.Setenv("TWILIO_API_SECRET", "")
+	return ds, srv
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+	took           time.Duration
+}
+
+func (r result) lastStderrLine() string {
+	lines := strings.Split(strings.TrimRight(r.stderr, "\n"), "\n")
+	return lines[len(lines)-1]
+}
+
+func runCmd(t *testing.T, args ...string) result {
+	t.Helper()
+	var out, errb bytes.Buffer
+	start := time.Now()
+	code := run(append(args, "--progress", "off"), &out, &errb)
+	return result{code: code, stdout: out.String(), stderr: errb.String(), took: time.Since(start)}
+}
+
+// hashTree returns the sha256 of every file under root (or of root itself).
+func hashTree(t *testing.T, root string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		buf, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(buf)
+		out[p] = hex.EncodeToString(sum[:])
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func equalMaps(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// TestRejectedCredentialsLeaveOutputsUnchanged: after a good run, an export
+// with credentials the API rejects exits non-zero within seconds with a
+// one-line reason last on stderr, and the DuckDB file and Parquet datasets
+// are byte-for-byte as the good run left them.
+func TestRejectedCredentialsLeaveOutputsUnchanged(t *testing.T) {
+	ds, srv := startAPI(t, fakeapi.Faults{})
+	dir := t.TempDir()
+	db, pq := filepath.Join(dir, "c.duckdb"), filepath.Join(dir, "pq")
+	good := runCmd(t, "export", "--base-url", srv.URL(), "--duckdb", db, "--parquet", pq, "--snapshot-date", "2026-11-20")
+	if good.code != 0 {
+		t.Fatalf("good run: exit %d: %s", good.code, good.stderr)
+	}
+	want := testkit.Expected(t, ds, srv)
+	if got := testkit.Query(t, db, "SELECT count(*) AS n FROM participants")[0]["n"]; got != int64(len(want["participants"])) {
+		t.Fatalf("good run wrote %v participants, want %d", got, len(want["participants"]))
+	}
+	before := hashTree(t, dir)
+
+	cases := []struct {
+		name string
+		env  map[string]string
+	}{
+		{"wrong auth token", map[string]string{"TWILIO_AUTH_TOKEN": strings.Repeat("0", 32)}},
+		{"unknown API key", map[string]string{"TWILIO_API_KEY": "SK" + strings.Repeat("1", 32), "TWILIO_API_SECRET": "nope"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			// Same date and a new one: neither may touch the outputs.
+			for _, date := range []string{"2026-11-20", "2026-11-21"} {
+				r := runCmd(t, "export", "--base-url", srv.URL(), "--duckdb", db, "--parquet", pq, "--snapshot-date", date)
+				if r.code == 0 {
+					t.Fatalf("exit 0 with rejected credentials")
+				}
+				last := r.lastStderrLine()
+				if !strings.HasPrefix(last, "convsync: ") || !strings.Contains(last, "401") || !strings.Contains(last, "TWILIO_") {
+					t.Errorf("last stderr line = %q, want a one-line reason naming the 401 and the TWILIO_ variables", last)
+				}
+				if r.took > 10*time.Second {
+					t.Errorf("took %s to give up on rejected credentials", r.took)
+				}
+				for _, secret := range tc.env {
+					if strings.Contains(r.stderr+r.stdout, secret) {
+						t.Errorf("output reveals a credential")
+					}
+				}
+				if after := hashTree(t, dir); !equalMaps(before, after) {
+					t.Errorf("outputs changed after the failed run:\nbefore %v\nafter  %v", before, after)
+				}
+			}
+		})
+	}
+}
+
+func TestBadInputIsOneLineUsageError(t *testing.T) {
+	t.Setenv("CONVSYNC_PII_KEY", "")
+	dir := t.TempDir()
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown command", []string{"frobnicate"}, "unknown command"},
+		{"bad pii mode", []string{"export", "--demo", "--pii", "scramble"}, "--pii"},
+		{"hash without key", []string{"export", "--demo", "--pii", "hash", "--duckdb", filepath.Join(dir, "x.duckdb")}, "CONVSYNC_PII_KEY"},
+		{"bad date", []string{"export", "--demo", "--snapshot-date", "22/11/2026"}, "--snapshot-date"},
+		{"bad service", []string{"export", "--demo", "--services", "IS123"}, "--services"},
+		{"bad base url", []string{"export", "--base-url", "ftp://x"}, "--base-url"},
+		{"missing folder", []string{"export", "--demo", "--duckdb", filepath.Join(dir, "nope", "x.duckdb")}, "does not exist"},
+		{"unknown flag", []string{"export", "--frobnicate"}, "frobnicate"},
+		{"lookup without subjects", []string{"lookup", "--demo"}, "at least one"},
+		{"bad subjects file line", []string{"lookup", "--demo", "--from", writeFile(t, dir, "s.txt", "identity:ok\n+15559876543\n")}, "line 2"},
+		{"bad concurrency", []string{"export", "--demo", "--concurrency", "0"}, "--concurrency"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runCmd(t, tc.args...)
+			if r.code != 2 {
+				t.Errorf("exit %d, want 2 (stderr %q)", r.code, r.stderr)
+			}
+			last := r.lastStderrLine()
+			if !strings.HasPrefix(last, "convsync: ") || !strings.Contains(last, tc.want) {
+				t.Errorf("last stderr line %q, want a one-line reason mentioning %q", last, tc.want)
+			}
+			if strings.Contains(tc.name, "subjects file") && strings.Contains(r.stderr, "15559876543") {
+				t.Errorf("error echoes a subject: %q", r.stderr)
+			}
+		})
+	}
+	if _, err := os.Stat(filepath.Join(dir, "x.duckdb")); err == nil {
+		t.Error("a refused run created its DuckDB file")
+	}
+}
+
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
