@@ -83,8 +83,14 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("close outputs: %w", err)
 	}
 	f.printSummary(stdout, sum.Run, sum.Skipped, &log)
+	if f.DuckDB != "" {
+		fmt.Fprintf(stdout, "First query to try (any DuckDB client; README.md has more):\n  duckdb %s \"%s\"\n", f.DuckDB, firstQuery)
+	}
 	return nil
 }
+
+// firstQuery is the query the summary suggests.
+const firstQuery = "SELECT chat_service_sid, coalesce(messaging_binding_type, 'chat') AS binding, count(*) AS participants FROM participants GROUP BY ALL ORDER BY ALL"
 
 // env is what a run reads from: the API client, and the simulated API when
 // --demo started one.

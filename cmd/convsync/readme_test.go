@@ -1,0 +1,119 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/convsync/convsync/internal/testkit"
+	"github.com/convsync/convsync/schemas"
+)
+
+// sqlBlocks returns the ```sql blocks of README.md.
+func sqlBlocks(t *testing.T) []string {
+	t.Helper()
+	buf, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile("(?s)```sql\n(.*?)```")
+	var out []string
+	for _, m := range re.FindAllStringSubmatch(string(buf), -1) {
+		out = append(out, m[1])
+	}
+	if len(out) < 8 {
+		t.Fatalf("README has %d SQL examples, expected the documented set", len(out))
+	}
+	return out
+}
+
+// TestDemoAndREADMEQueries runs the demo export and a demo lookup as a user
+// would, checks the demo data is worth exploring, and runs every SQL example
+// of README.md against the result: each must succeed and return rows.
+func TestDemoAndREADMEQueries(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "convsync.duckdb")
+	pq := filepath.Join(dir, "lake")
+	r := runCmd(t, "export", "--demo", "--duckdb", db, "--parquet", pq)
+	if r.code != 0 {
+		t.Fatalf("demo export: exit %d\n%s", r.code, r.stderr)
+	}
+	if !strings.Contains(r.stdout, db) || !strings.Contains(r.stdout, firstQuery) {
+		t.Errorf("demo output does not say where the file is and what to query:\n%s", r.stdout)
+	}
+	t.Logf("demo export took %s", r.took)
+	if got := testkit.Query(t, db, firstQuery); len(got) < 3 {
+		t.Errorf("first query returned %d rows", len(got))
+	}
+
+	checks := []struct {
+		q   string
+		min int64
+	}{
+		{"SELECT count(*) FROM services", 3},
+		{"SELECT count(*) FROM participants", 2000},
+		{"SELECT count(*) FROM user_conversations", 1000},
+		{"SELECT count(*) FROM participants WHERE messaging_binding_type = 'sms' AND messaging_binding_address LIKE '+%'", 1},
+		{"SELECT count(*) FROM participants WHERE messaging_binding_type = 'whatsapp' AND messaging_binding_address LIKE 'whatsapp:%'", 1},
+		{"SELECT count(*) FROM participants WHERE messaging_binding_projected_address IS NOT NULL", 1},
+		{"SELECT count(*) FROM participants WHERE identity IS NULL AND messaging_binding_type IS NULL", 1},
+		{"SELECT count(DISTINCT state) FROM conversations", 4},
+	}
+	for _, c := range checks {
+		for _, v := range testkit.Query(t, db, c.q)[0] {
+			if n, _ := v.(int64); n < c.min {
+				t.Errorf("%s = %v, want at least %d", c.q, v, c.min)
+			}
+		}
+	}
+
+	r = runCmd(t, "lookup", "--demo", "--duckdb", db, "--identity", "john.doe.42")
+	if r.code != 0 {
+		t.Fatalf("demo lookup: exit %d\n%s", r.code, r.stderr)
+	}
+	for i, q := range sqlBlocks(t) {
+		q = strings.ReplaceAll(q, "'DIR/", "'"+pq+"/")
+		rows := testkit.Query(t, db, q)
+		if len(rows) == 0 {
+			t.Errorf("README SQL example %d returned no rows:\n%s", i+1, q)
+		}
+	}
+}
+
+// TestREADMEListsEveryColumn keeps the column reference in README.md in step
+// with the schemas.
+func TestREADMEListsEveryColumn(t *testing.T) {
+	buf, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(buf)
+	for _, tab := range append(append([]schemas.Table{}, schemas.Export...), schemas.Lookup...) {
+		i := strings.Index(doc, "#### "+tab.Name+"\n")
+		if i < 0 {
+			t.Errorf("README has no section for table %s", tab.Name)
+			continue
+		}
+		section := doc[i+5:]
+		if j := strings.Index(section, "\n#"); j >= 0 {
+			section = section[:j]
+		}
+		for _, f := range tab.Schema.Fields() {
+			var line string
+			for _, l := range strings.Split(section, "\n") {
+				if strings.HasPrefix(l, "| "+f.Name+" |") {
+					line = l
+				}
+			}
+			if line == "" {
+				t.Errorf("README table %s does not list column %s", tab.Name, f.Name)
+				continue
+			}
+			if pii := schemas.Meta(f, schemas.MetaPII); !strings.Contains(line, "| "+pii+" |") {
+				t.Errorf("README table %s column %s: PII class should read %q: %s", tab.Name, f.Name, pii, line)
+			}
+		}
+	}
+}
