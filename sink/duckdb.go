@@ -151,6 +151,9 @@ func (d *DuckDB) Commit(ctx context.Context, run Run) error {
 		return fmt.Errorf("duckdb sink: commit of run %s into sink of run %s", run.ID, d.runID)
 	}
 	run.ID = d.runID
+	if run.SnapshotDate.IsZero() {
+		run.SnapshotDate, _ = time.Parse(time.DateOnly, d.date)
+	}
 	rows, err := d.st.finish()
 	if err != nil {
 		return fmt.Errorf("duckdb sink: %w", err)

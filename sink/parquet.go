@@ -122,6 +122,9 @@ func (p *Parquet) Commit(ctx context.Context, run Run) error {
 		return fmt.Errorf("parquet sink: commit of run %s into sink of run %s", run.ID, p.runID)
 	}
 	run.ID = p.runID
+	if run.SnapshotDate.IsZero() {
+		run.SnapshotDate, _ = time.Parse(time.DateOnly, p.date)
+	}
 	rows, err := p.st.finish()
 	if err != nil {
 		return fmt.Errorf("parquet sink: %w", err)
