@@ -75,6 +75,7 @@ type DuckDB struct {
 	tables  []schemas.Table
 	st      *stage
 	log     zerolog.Logger
+	history bool
 
 	mu        sync.Mutex
 	committed bool
@@ -121,6 +122,7 @@ func NewDuckDB(path string, tables []schemas.Table, runID string, snapshotDate t
 		date:    date,
 		staging: staging,
 		tables:  tables,
+		history: o.history,
 		log:     o.log.With().Str("sink", "duckdb").Str("path", abs).Logger(),
 	}
 	d.st = newStage(staging, tables, kv, o, func(t schemas.Table) string {
@@ -203,6 +205,11 @@ func (d *DuckDB) load(ctx context.Context, run Run) (err error) {
 			if _, err := tx.ExecContext(ctx, stmt); err != nil {
 				return fmt.Errorf("table %s: %w", t.Name, err)
 			}
+		}
+	}
+	if d.history {
+		if err := recordHistory(ctx, tx, d.tables, d.runID, d.date); err != nil {
+			return err
 		}
 	}
 	if err := insertRun(ctx, tx, run); err != nil {

@@ -130,6 +130,7 @@ type options struct {
 	rowGroupBytes int64
 	log           zerolog.Logger
 	mem           memory.Allocator
+	history       bool
 }
 
 // Defaults for the Parquet files a sink writes.

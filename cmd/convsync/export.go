@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -30,7 +31,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var f exportFlags
 	fs := flag.NewFlagSet("convsync export", flag.ContinueOnError)
 	f.register(fs)
-	fs.BoolVar(&f.History, "history", false, "DuckDB: keep every snapshot and maintain participants_history (not available yet)")
+	fs.BoolVar(&f.History, "history", false, "DuckDB: keep every snapshot and maintain participants_history; an earlier date than the last is refused")
 	fs.BoolVar(&f.Resume, "resume", false, "continue the last interrupted run; with nothing to resume, an ordinary run")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
@@ -42,7 +43,15 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	if f.History {
-		return usageError("--history is not available in this version of convsync")
+		if f.DuckDB == "" {
+			return usageError("--history keeps snapshots in DuckDB: give --duckdb FILE")
+		}
+		if err := sink.CheckHistoryDate(ctx, f.DuckDB, f.snapshot.Format(time.DateOnly)); err != nil {
+			if errors.Is(err, sink.ErrHistoryDate) {
+				return usageError("%v", err)
+			}
+			return fmt.Errorf("--history: %w", err)
+		}
 	}
 	log := newLogger(stderr, f.level)
 	env, err := f.connect(ctx, &log)
@@ -57,7 +66,11 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 
 	runID := newRunID(time.Now())
-	snk, err := f.openSinks(schemas.Export, runID, &log)
+	var extra []sink.Option
+	if f.History {
+		extra = append(extra, sink.WithHistory())
+	}
+	snk, err := f.openSinks(schemas.Export, runID, &log, extra...)
 	if err != nil {
 		return err
 	}
@@ -144,7 +157,7 @@ func (c *common) connect(ctx context.Context, log *zerolog.Logger) (*env, error)
 
 // openSinks opens the outputs the flags ask for. Nothing is visible in
 // them until Commit.
-func (c *common) openSinks(tables []schemas.Table, runID string, log *zerolog.Logger) (jobs.Sink, error) {
+func (c *common) openSinks(tables []schemas.Table, runID string, log *zerolog.Logger, duckOpts ...sink.Option) (jobs.Sink, error) {
 	var sinks []sink.Sink
 	closeAll := func() {
 		for _, s := range sinks {
@@ -157,7 +170,7 @@ func (c *common) openSinks(tables []schemas.Table, runID string, log *zerolog.Lo
 				return nil, usageError("--duckdb %s: folder %s does not exist", c.DuckDB, dir)
 			}
 		}
-		d, err := sink.NewDuckDB(c.DuckDB, tables, runID, c.snapshot, sink.WithLogger(*log))
+		d, err := sink.NewDuckDB(c.DuckDB, tables, runID, c.snapshot, append(duckOpts, sink.WithLogger(*log))...)
 		if err != nil {
 			return nil, fmt.Errorf("--duckdb %s: %w", c.DuckDB, err)
 		}

@@ -160,6 +160,7 @@ func TestBadInputIsOneLineUsageError(t *testing.T) {
 		{"unknown flag", []string{"export", "--frobnicate"}, "frobnicate"},
 		{"lookup without subjects", []string{"lookup", "--demo"}, "at least one"},
 		{"bad subjects file line", []string{"lookup", "--demo", "--from", writeFile(t, dir, "s.txt", "identity:ok\n+15559876543\n")}, "line 2"},
+		{"history without duckdb", []string{"export", "--demo", "--history", "--parquet", dir}, "--history"},
 		{"bad concurrency", []string{"export", "--demo", "--concurrency", "0"}, "--concurrency"},
 	}
 	for _, tc := range cases {

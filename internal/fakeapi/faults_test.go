@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -69,10 +70,10 @@ func TestFaultRates(t *testing.T) {
 			func(o observation) bool { return o.status == 503 && o.code == 20503 },
 			func(c Counters) int64 { return c.Injected503 }},
 		{"reset", Faults{RateReset: 0.05}, 0.05,
-			func(o observation) bool { return o.err != nil },
+			func(o observation) bool { return o.status == 200 && errors.Is(o.err, syscall.ECONNRESET) },
 			func(c Counters) int64 { return c.Resets }},
 		{"truncate", Faults{RateTruncate: 0.07}, 0.07,
-			func(o observation) bool { return errors.Is(o.err, io.ErrUnexpectedEOF) },
+			func(o observation) bool { return o.status == 200 && errors.Is(o.err, io.ErrUnexpectedEOF) },
 			func(c Counters) int64 { return c.Truncations }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
