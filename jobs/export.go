@@ -112,9 +112,10 @@ func Export(ctx context.Context, src Source, snk Sink, cfg Config) (Summary, err
 	// queues are closed and the writers flush what they hold.
 	prod, pctx := errgroup.WithContext(gctx)
 	services := make(chan string, 16)
+	var walked []string // written by the services producer, read after Wait
 	prod.Go(func() error {
 		defer close(services)
-		return walkServices(pctx, src, cfg, ws.byName[schemas.Services.Name], services)
+		return walkServices(pctx, src, cfg, ws.byName[schemas.Services.Name], services, &walked)
 	})
 	users := make(chan [2]string, cfg.Concurrency*4)
 	convs := make(chan [2]string, cfg.Concurrency*4)
@@ -185,6 +186,7 @@ func Export(ctx context.Context, src Source, snk Sink, cfg Config) (Summary, err
 		Requests:       st.Requests,
 		Retries:        st.Retries,
 		ParentsSkipped: skipped.Load(),
+		Services:       walked,
 	}
 	if err != nil {
 		sum.Run.Status = "failed"
@@ -202,8 +204,9 @@ func Export(ctx context.Context, src Source, snk Sink, cfg Config) (Summary, err
 
 // walkServices lists the account's services (or cfg.Services), queues
 // their rows and sends the SIDs to walk on out.
-func walkServices(ctx context.Context, src Source, cfg Config, w *tableWriter, out chan<- string) error {
+func walkServices(ctx context.Context, src Source, cfg Config, w *tableWriter, out chan<- string, walked *[]string) error {
 	return eachService(ctx, src.Services, cfg.Services, func(obj Object, sid string) error {
+		*walked = append(*walked, sid)
 		if err := w.send(ctx, row{obj: obj, rc: transform.Context{ServiceSID: sid}}); err != nil {
 			return err
 		}

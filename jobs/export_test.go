@@ -128,7 +128,13 @@ func TestExportEndToEndWithFaults(t *testing.T) {
 	}
 	runs := testkit.Query(t, dbPath, "SELECT * FROM runs")
 	if len(runs) != 1 || runs[0]["run_id"] != runID {
-		t.Errorf("runs table = %v", runs)
+		t.Fatalf("runs table = %v", runs)
+	}
+	if svcs, _ := runs[0]["services"].([]any); len(svcs) != len(ds.Services()) {
+		t.Errorf("runs.services = %v, want the %d services walked", runs[0]["services"], len(ds.Services()))
+	}
+	if runs[0]["parents_skipped"] != int64(deleted) || runs[0]["rows_participants"] != int64(len(want["participants"])) {
+		t.Errorf("runs row = %v", runs[0])
 	}
 }
 

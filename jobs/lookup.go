@@ -50,8 +50,10 @@ func Lookup(ctx context.Context, src LookupSource, snk Sink, subjects []extract.
 	g.Go(func() error { return w.run(gctx, snk, cfg.Allocator, cfg.BatchRows) })
 	stopProgress := startProgress(gctx, cfg.Progress, started, ws, src, &skipped)
 
+	var services []string // written by the lookup goroutine, read after Wait
 	g.Go(func() error {
-		services, err := lookupServices(gctx, src, cfg.Services)
+		var err error
+		services, err = lookupServices(gctx, src, cfg.Services)
 		if err != nil {
 			return err
 		}
@@ -100,6 +102,7 @@ func Lookup(ctx context.Context, src LookupSource, snk Sink, subjects []extract.
 		Rows:         ws.counts(),
 		Requests:     st.Requests,
 		Retries:      st.Retries,
+		Services:     services,
 	}}
 	for i := range found {
 		if found[i].Load() == 0 {
