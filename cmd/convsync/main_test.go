@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -190,4 +191,46 @@ func writeFile(t *testing.T, dir, name, content string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TestInterruptLeavesOutputsUnchanged sends SIGINT and SIGTERM to a run in
+// flight: it exits 130 or 143 with a one-line reason, the outputs of the last
+// good run are byte-for-byte unchanged and no staging is left behind.
+func TestInterruptLeavesOutputsUnchanged(t *testing.T) {
+	_, srv := startAPI(t, fakeapi.Faults{Latency: 15 * time.Millisecond})
+	dir := t.TempDir()
+	db, pq := filepath.Join(dir, "c.duckdb"), filepath.Join(dir, "pq")
+	args := []string{"export", "--base-url", srv.URL(), "--duckdb", db, "--parquet", pq, "--snapshot-date", "2026-11-20", "--concurrency", "2"}
+	if r := runCmd(t, args...); r.code != 0 {
+		t.Fatalf("good run: exit %d: %s", r.code, r.stderr)
+	}
+	before := hashTree(t, dir)
+	for _, tc := range []struct {
+		sig  syscall.Signal
+		code int
+	}{{syscall.SIGINT, 130}, {syscall.SIGTERM, 143}} {
+		t.Run(tc.sig.String(), func(t *testing.T) {
+			srv.ResetCounters()
+			done := make(chan result)
+			go func() { done <- runCmd(t, args...) }()
+			// Wait until the run is well under way, then signal it.
+			deadline := time.Now().Add(10 * time.Second)
+			for srv.Counters().Requests < 20 && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if err := syscall.Kill(os.Getpid(), tc.sig); err != nil {
+				t.Fatal(err)
+			}
+			r := <-done
+			if r.code != tc.code {
+				t.Fatalf("exit %d, want %d; stderr %s", r.code, tc.code, r.stderr)
+			}
+			if last := r.lastStderrLine(); !strings.HasPrefix(last, "convsync: interrupted") {
+				t.Errorf("last stderr line %q", last)
+			}
+			if after := hashTree(t, dir); !equalMaps(before, after) {
+				t.Errorf("outputs changed by the interrupted run")
+			}
+		})
+	}
 }
