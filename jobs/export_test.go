@@ -30,7 +30,7 @@ func startAPI(t *testing.T, cfg fakeapi.DatasetConfig, faults fakeapi.Faults) (*
 }
 
 // client returns a real HTTP client for srv with short backoffs.
-func client(t *testing.T, srv *fakeapi.Server, concurrency int) *extract.Client {
+func client(t testing.TB, srv *fakeapi.Server, concurrency int) *extract.Client {
 	t.Helper()
 	c := srv.Credentials()
 	cl, err := extract.New(extract.Config{
