@@ -205,7 +205,8 @@ func Export(ctx context.Context, src Source, snk Sink, cfg Config) (Summary, err
 // walkServices lists the account's services (or cfg.Services), queues
 // their rows and sends the SIDs to walk on out.
 func walkServices(ctx context.Context, src Source, cfg Config, w *tableWriter, out chan<- string, walked *[]string) error {
-	return eachService(ctx, src.Services, cfg.Services, func(obj Object, sid string) error {
+	list := func(ctx context.Context) iter.Seq2[Object, error] { return w.unique(src.Services(ctx)) }
+	return eachService(ctx, list, cfg.Services, func(obj Object, sid string) error {
 		*walked = append(*walked, sid)
 		if err := w.send(ctx, row{obj: obj, rc: transform.Context{ServiceSID: sid}}); err != nil {
 			return err
@@ -224,7 +225,7 @@ func walkServices(ctx context.Context, src Source, cfg Config, w *tableWriter, o
 func listParents(ctx context.Context, services <-chan string, what string,
 	list func(context.Context, string) iter.Seq2[Object, error], w *tableWriter, out chan<- [2]string) error {
 	for svc := range services {
-		for obj, err := range list(ctx, svc) {
+		for obj, err := range w.unique(list(ctx, svc)) {
 			if err != nil {
 				return fmt.Errorf("list %ss of %s: %w", what, svc, err)
 			}
@@ -253,7 +254,7 @@ func listChildren(ctx context.Context, parents <-chan [2]string, what string,
 	skipped *atomic.Int64, skippedSIDs chan<- string, log zerolog.Logger) error {
 	for p := range parents {
 		svc, sid := p[0], p[1]
-		objs, err := collect(list(ctx, svc, sid))
+		objs, err := collect(w.unique(list(ctx, svc, sid)))
 		if errors.Is(err, extract.ErrNotFound) {
 			skipped.Add(1)
 			log.Info().Str("service", svc).Str(what, sid).Msgf("%s deleted during the run: kept, without child rows", what)

@@ -64,6 +64,7 @@ func TestExportEndToEndWithFaults(t *testing.T) {
 		RateTruncate:         0.02,
 		DeletedConversations: 0.03,
 		DeletedUsers:         0.03,
+		RateRepeat:           0.5,
 	}
 	ds, srv := startAPI(t, fakeapi.DefaultConfig(), faults)
 	dir := t.TempDir()
@@ -102,6 +103,11 @@ func TestExportEndToEndWithFaults(t *testing.T) {
 	deleted := len(srv.DeletedUserSIDs()) + len(srv.DeletedConversationSIDs())
 	if deleted == 0 || sum.Run.ParentsSkipped != int64(deleted) {
 		t.Errorf("parents skipped = %d, the simulator deleted %d", sum.Run.ParentsSkipped, deleted)
+	}
+	// A repeated page can still be cut off by another fault and retried,
+	// so the client sees at most as many repeats as the simulator served.
+	if sum.Duplicates == 0 || sum.Duplicates > c.Repeats {
+		t.Errorf("the simulator repeated %d rows, the export dropped %d duplicates", c.Repeats, sum.Duplicates)
 	}
 	if sum.Run.Retries == 0 {
 		t.Error("no retries counted although faults fired")

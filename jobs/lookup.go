@@ -67,7 +67,7 @@ func Lookup(ctx context.Context, src LookupSource, snk Sink, subjects []extract.
 						kind, value = "address", subj.Address
 					}
 					rc := transform.Context{ServiceSID: svc, SubjectKind: kind, Subject: value}
-					for obj, err := range src.ParticipantConversations(wctx, svc, subj) {
+					for obj, err := range w.unique(src.ParticipantConversations(wctx, svc, subj)) {
 						if err != nil {
 							// The error names the subject by number only: its value may be PII.
 							return fmt.Errorf("look up subject %d (%s) in service %s: %w", i+1, kind, svc, err)

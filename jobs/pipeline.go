@@ -36,8 +36,9 @@ type Sink interface {
 
 // Default sizes of the pipeline.
 const (
-	DefaultBatchRows = 16384 // rows per Arrow record handed to the sink
-	queueRows        = 1024  // rows buffered between the fetchers and a table's writer
+	DefaultBatchRows = 16384   // rows per Arrow record handed to the sink, at most
+	batchBytes       = 4 << 20 // and about this many bytes of values, at most
+	queueRows        = 1024    // rows buffered between the fetchers and a table's writer
 )
 
 // row is one object on its way to a table writer.
@@ -46,17 +47,15 @@ type row struct {
 	rc  transform.Context
 }
 
-// tableWriter owns one table: it deduplicates rows by key, appends them to
-// a Builder and hands full batches to the sink. Its queue is bounded, so a
-// slow sink slows the fetchers down instead of filling memory.
+// tableWriter owns one table: it appends rows to a Builder and hands full
+// batches to the sink. Its queue is bounded, so a slow sink slows the
+// fetchers down instead of filling memory.
 type tableWriter struct {
 	table  schemas.Table
 	q      chan row
 	rows   atomic.Int64
 	dupes  atomic.Int64
-	seed   maphash.Seed
-	seen   map[uint64]struct{}
-	keyOf  func(row) string
+	keyOf  func(Object) string
 	policy transform.Policy
 	runID  string
 }
@@ -66,33 +65,52 @@ func newTableWriter(t schemas.Table, policy transform.Policy, runID string) *tab
 		runID:  runID,
 		table:  t,
 		q:      make(chan row, queueRows),
-		seed:   maphash.MakeSeed(),
-		seen:   map[uint64]struct{}{},
 		keyOf:  keyFunc(t),
 		policy: policy,
 	}
 }
 
-// keyFunc returns a function giving the row's key as the API sends it. The
-// dedup set holds 64-bit hashes of keys, not the keys, so it stays small.
-func keyFunc(t schemas.Table) func(row) string {
+// keyFunc returns a function giving an object's key in table t, from the
+// key columns' source fields.
+func keyFunc(t schemas.Table) func(Object) string {
 	srcs := make([]string, len(t.Key))
 	for i, k := range t.Key {
 		f, _ := t.Schema.FieldsByName(k)
 		srcs[i] = schemas.Meta(f[0], schemas.MetaSource)
 	}
-	return func(r row) string {
+	return func(o Object) string {
 		var b strings.Builder
 		for _, s := range srcs {
-			v, _ := r.obj[s].(string)
+			v, _ := o[s].(string)
 			b.WriteString(v)
 			b.WriteByte(0)
 		}
-		// A lookup finds the same row once per subject that matches it.
-		b.WriteString(r.rc.SubjectKind)
-		b.WriteByte(0)
-		b.WriteString(r.rc.Subject)
 		return b.String()
+	}
+}
+
+// unique passes on the objects of one list walk, dropping any whose key
+// was seen earlier in the same walk (Twilio's cursors can repeat a row when
+// data changes during the walk). Keys are unique within a walk's parent, so
+// the set lives only as long as the walk and holds 64-bit hashes of keys:
+// memory follows the longest list, not the account.
+func (w *tableWriter) unique(seq iter.Seq2[Object, error]) iter.Seq2[Object, error] {
+	return func(yield func(Object, error) bool) {
+		seed := maphash.MakeSeed()
+		seen := map[uint64]struct{}{}
+		for o, err := range seq {
+			if err == nil {
+				h := maphash.String(seed, w.keyOf(o))
+				if _, dup := seen[h]; dup {
+					w.dupes.Add(1)
+					continue
+				}
+				seen[h] = struct{}{}
+			}
+			if !yield(o, err) {
+				return
+			}
+		}
 	}
 }
 
@@ -129,18 +147,12 @@ func (w *tableWriter) run(ctx context.Context, snk Sink, mem memory.Allocator, b
 				}
 				return nil
 			}
-			h := maphash.String(w.seed, w.keyOf(r))
-			if _, dup := w.seen[h]; dup {
-				w.dupes.Add(1)
-				continue
-			}
-			w.seen[h] = struct{}{}
 			r.rc.RunID = w.runID
 			if err := b.Append(r.obj, r.rc); err != nil {
 				return err
 			}
 			w.rows.Add(1)
-			if b.Len() >= batchRows {
+			if b.Len() >= batchRows || b.Bytes() >= batchBytes {
 				if err := flush(); err != nil {
 					return err
 				}

@@ -47,6 +47,7 @@ type Builder struct {
 	cols  []column
 	pii   *piiApplier
 	n     int
+	bytes int
 }
 
 // NewBuilder returns a Builder for table t whose PII columns follow p.
@@ -74,10 +75,15 @@ func NewBuilder(mem memory.Allocator, t schemas.Table, p Policy) *Builder {
 // Len is the number of rows appended since the last NewRecord.
 func (b *Builder) Len() int { return b.n }
 
+// Bytes estimates the size of the values appended since the last
+// NewRecord (string bytes plus eight bytes a fixed-width value), so callers
+// can bound a batch by size as well as by rows.
+func (b *Builder) Bytes() int { return b.bytes }
+
 // NewRecord returns the rows appended so far as a record and starts a new
 // batch. The caller owns the record and must Release it.
 func (b *Builder) NewRecord() arrow.Record {
-	b.n = 0
+	b.n, b.bytes = 0, 0
 	return b.rb.NewRecord()
 }
 
@@ -97,6 +103,11 @@ func (b *Builder) Append(obj map[string]any, rc Context) error {
 	}
 	for i, v := range vals {
 		appendValue(b.rb.Field(i), v)
+		if s, ok := v.(string); ok {
+			b.bytes += len(s)
+		} else {
+			b.bytes += 8
+		}
 	}
 	b.n++
 	return nil

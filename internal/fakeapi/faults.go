@@ -43,6 +43,10 @@ type Faults struct {
 	// "deleted mid-crawl": they are listed, but their Participants list
 	// returns 404 (code 20404). See IsConversationDeleted.
 	DeletedConversations float64
+	// RateRepeat is the probability that a follow-on page starts with the
+	// last row of the page before, as Twilio's cursors do when data changes
+	// during a walk. Clients must deduplicate by key.
+	RateRepeat float64
 	// DeletedUsers is the fraction of users whose Conversations list
 	// returns 404 (code 20404) although they are listed. See IsUserDeleted.
 	DeletedUsers float64
@@ -110,6 +114,8 @@ type Counters struct {
 	Resets int64
 	// Truncations counts responses cut short of their Content-Length.
 	Truncations int64
+	// Repeats counts pages that repeated the previous page's last row.
+	Repeats int64
 	// DeletedConversation404 and DeletedUser404 count 404s served for
 	// deleted conversations' participants and deleted users' conversations.
 	DeletedConversation404, DeletedUser404 int64

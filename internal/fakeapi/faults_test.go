@@ -321,3 +321,34 @@ func TestCountersByEndpoint(t *testing.T) {
 		t.Errorf("counters %+v", got)
 	}
 }
+
+// TestRepeatedRows: with RateRepeat, follow-on pages start with the last
+// row of the page before at the configured rate, and nothing else changes:
+// the distinct rows are still every row of the list.
+func TestRepeatedRows(t *testing.T) {
+	const rate = 0.3
+	s := startServer(t, Options{Faults: Faults{Seed: 9, RateRepeat: rate}})
+	c := newClient(t, s)
+	svc := s.Dataset().Services()[0].SID
+	pages := 0
+	rows := c.walk(s.URL()+"/v1/Services/"+svc+"/Conversations?PageSize=2", "conversations", func(map[string]any) { pages++ })
+	seen := map[string]int{}
+	for _, r := range rows {
+		seen[r["sid"].(string)]++
+	}
+	repeats := len(rows) - len(seen)
+	want := len(s.Dataset().Conversations(svc))
+	if len(seen) != want {
+		t.Errorf("%d distinct rows, want %d", len(seen), want)
+	}
+	for sid, n := range seen {
+		if n > 2 {
+			t.Errorf("%s served %d times", sid, n)
+		}
+	}
+	lo, hi := binomialBounds(pages-1, rate)
+	t.Logf("%d repeats over %d follow-on pages (bounds %d..%d)", repeats, pages-1, lo, hi)
+	if repeats < lo || repeats > hi || s.Counters().Repeats != int64(repeats) {
+		t.Errorf("repeats %d (counter %d), want %d..%d", repeats, s.Counters().Repeats, lo, hi)
+	}
+}

@@ -606,6 +606,20 @@ func decodeToken(tok string) (dir, sid string, err error) {
 	return string(b[:2]), string(b[2:]), nil
 }
 
+// repeat draws whether this page repeats a row (Faults.RateRepeat).
+func (s *Server) repeat() bool {
+	if s.faults.RateRepeat <= 0 {
+		return false
+	}
+	s.mu.Lock()
+	hit := s.rng.Float64() < s.faults.RateRepeat
+	s.mu.Unlock()
+	if hit {
+		s.counters.do(func(c *Counters) { c.Repeats++ })
+	}
+	return hit
+}
+
 func (s *Server) page(r *http.Request, listURL string, filters [][2]string, key string, maxSize, n int,
 	sidAt func(int) string, render func(int) map[string]any) response {
 	q := r.URL.Query()
@@ -650,6 +664,9 @@ func (s *Server) page(r *http.Request, listURL string, filters [][2]string, key 
 			start = max(0, idx-size)
 			end = idx
 		}
+	}
+	if token != "" && end < 0 && start > 0 && start < n && s.repeat() {
+		start-- // the cursor drifted: the previous page's last row comes again
 	}
 	start = min(max(start, 0), n)
 	if end < 0 || end > n {
