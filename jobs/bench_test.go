@@ -64,8 +64,8 @@ func BenchmarkExportMemory(b *testing.B) {
 	// Memory is bounded by the batch and row-group caps, not by the
 	// account; smaller row groups than the default let the plateau show at
 	// sizes a benchmark can afford.
-	const rowGroupBytes = 16 << 20
-	for _, scale := range []int{4, 16, 64} {
+	const rowGroupBytes = 4 << 20
+	for _, scale := range []int{8, 32, 128} {
 		cfg := fakeapi.DefaultConfig()
 		cfg.ConversationsPerService *= scale
 		cfg.UsersPerService *= scale

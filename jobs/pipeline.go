@@ -38,7 +38,7 @@ type Sink interface {
 const (
 	DefaultBatchRows = 16384   // rows per Arrow record handed to the sink, at most
 	batchBytes       = 4 << 20 // and about this many bytes of values, at most
-	queueRows        = 1024    // rows buffered between the fetchers and a table's writer
+	queueRows        = 256     // rows buffered between the fetchers and a table's writer
 )
 
 // row is one object on its way to a table writer.
