@@ -33,6 +33,7 @@ func runFakeAPI(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.Float64Var(&f.Rate503, "rate-503", 0, "probability of a 503")
 	fs.Float64Var(&f.RateReset, "rate-reset", 0, "probability of a connection reset mid-body")
 	fs.Float64Var(&f.RateTruncate, "rate-truncate", 0, "probability of a truncated body")
+	fs.Float64Var(&f.RateRepeat, "rate-repeat", 0, "probability that a follow-on page repeats the previous page's last row")
 	fs.Float64Var(&f.DeletedConversations, "deleted-conversations", 0, "fraction of conversations deleted mid-crawl (404 on their participants)")
 	fs.Float64Var(&f.DeletedUsers, "deleted-users", 0, "fraction of users deleted mid-crawl (404 on their conversations)")
 	if err := parseFlags(fs, args, stderr); err != nil {
@@ -42,7 +43,7 @@ func runFakeAPI(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return usageError("fakeapi takes no arguments, got %q", fs.Arg(0))
 	}
 	for name, r := range map[string]float64{"rate-429": f.Rate429, "retry-after-rate": f.RetryAfterRate, "rate-500": f.Rate500,
-		"rate-503": f.Rate503, "rate-reset": f.RateReset, "rate-truncate": f.RateTruncate,
+		"rate-503": f.Rate503, "rate-reset": f.RateReset, "rate-truncate": f.RateTruncate, "rate-repeat": f.RateRepeat,
 		"deleted-conversations": f.DeletedConversations, "deleted-users": f.DeletedUsers} {
 		if r < 0 || r > 1 {
 			return usageError("--%s %v is not a probability between 0 and 1", name, r)

@@ -2,12 +2,17 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -232,5 +237,61 @@ func TestInterruptLeavesOutputsUnchanged(t *testing.T) {
 				t.Errorf("outputs changed by the interrupted run")
 			}
 		})
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and one reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestFakeAPICommand starts `convsync fakeapi`, reads the base URL and
+// credentials it prints, and uses them: they are accepted, others are not.
+func TestFakeAPICommand(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var out syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- runFakeAPI(ctx, []string{"--listen", "127.0.0.1:0", "--demo-data=false", "--rate-429", "0"}, &out, io.Discard)
+	}()
+	re := regexp.MustCompile(`base URL: (\S+)\nexport TWILIO_ACCOUNT_SID=(\S+) TWILIO_AUTH_TOKEN=(\S+)`)
+	var m []string
+	for deadline := time.Now().Add(10 * time.Second); m == nil && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		m = re.FindStringSubmatch(out.String())
+	}
+	if m == nil {
+		t.Fatalf("fakeapi printed no base URL and credentials:\n%s", out.String())
+	}
+	for _, tc := range []struct {
+		user, pass string
+		want       int
+	}{{m[2], m[3], 200}, {m[2], "wrong", 401}} {
+		req, _ := http.NewRequest("GET", m[1]+"/v1/Services", nil)
+		req.SetBasicAuth(tc.user, tc.pass)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("GET /v1/Services with %s credentials: %d, want %d", map[int]string{200: "printed", 401: "wrong"}[tc.want], resp.StatusCode, tc.want)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("fakeapi: %v", err)
 	}
 }

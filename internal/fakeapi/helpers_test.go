@@ -7,9 +7,10 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/convsync/convsync/internal/oaispec"
 )
 
 // Shared default dataset: generated once per test binary.
@@ -138,38 +139,13 @@ func roundTrip(t testing.TB, v any) map[string]any {
 
 func q(v string) string { return url.QueryEscape(v) }
 
-// specPath locates twilio_conversations_v1.json by walking up from the
-// module root looking for shared/twilio-oai; "" if absent.
+// specPath locates twilio_conversations_v1.json (see oaispec.Find); "" if absent.
 func specPath() string {
-	if p := os.Getenv("FAKEAPI_TWILIO_OAI"); p != "" {
-		return p
-	}
-	dir, err := os.Getwd()
+	p, err := oaispec.Find()
 	if err != nil {
 		return ""
 	}
-	// Find the module root first.
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return ""
-		}
-		dir = parent
-	}
-	for {
-		p := filepath.Join(dir, "shared", "twilio-oai", "twilio_conversations_v1.json")
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return ""
-		}
-		dir = parent
-	}
+	return p
 }
 
 var (
@@ -184,7 +160,7 @@ func loadSpec(t testing.TB) map[string]any {
 	p := specPath()
 	if p == "" {
 		t.Skip("Twilio OpenAPI spec not found: expected shared/twilio-oai/twilio_conversations_v1.json " +
-			"next to the module root (or set FAKEAPI_TWILIO_OAI); skipping spec validation")
+			"beside the checkout (or set " + oaispec.EnvPath + "); skipping spec validation")
 	}
 	specOnce.Do(func() {
 		b, err := os.ReadFile(p)
