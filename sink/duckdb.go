@@ -74,6 +74,7 @@ type DuckDB struct {
 	staging string
 	tables  []schemas.Table
 	st      *stage
+	cp      *checkpointer
 	log     zerolog.Logger
 	history bool
 
@@ -104,7 +105,9 @@ func NewDuckDB(path string, tables []schemas.Table, runID string, snapshotDate t
 		return nil, err
 	}
 	staging := abs + stagingPrefix + runID
-	if strings.ContainsAny(staging, "*?[]{}") {
+	if o.resume != nil {
+		err = openResumed(staging, runID, o)
+	} else if strings.ContainsAny(staging, "*?[]{}") {
 		// read_parquet would take the path for a glob pattern: stage
 		// in the temporary directory instead.
 		staging, err = os.MkdirTemp("", "convsync-staging-"+runID+"-")
@@ -125,10 +128,41 @@ func NewDuckDB(path string, tables []schemas.Table, runID string, snapshotDate t
 		history: o.history,
 		log:     o.log.With().Str("sink", "duckdb").Str("path", abs).Logger(),
 	}
-	d.st = newStage(staging, tables, kv, o, func(t schemas.Table) string {
-		return filepath.Join(t.Name, partFile)
-	})
+	d.st = newStage(staging, tables, kv, o, func(t schemas.Table) string { return t.Name })
+	d.cp = &checkpointer{staging: staging}
+	if err := d.cp.resume(d.st, o); err != nil {
+		return nil, err
+	}
 	return d, nil
+}
+
+// Rotate completes table's current part file (see Checkpoint).
+func (d *DuckDB) Rotate(ctx context.Context, table string) error { return d.st.rotate(table) }
+
+// Checkpoint records, in the staging folder, every part completed by
+// Rotate, the job's state and the work units done since the last
+// checkpoint, so that an interrupted run can be resumed (WithResume).
+func (d *DuckDB) Checkpoint(ctx context.Context, state []byte, done []string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed || d.committed {
+		return errors.New("duckdb sink: checkpoint after commit or close")
+	}
+	return d.cp.write(d.runID, d.st.snapshot(), state, done)
+}
+
+// Suspend ends a run that failed: like Close, but when a checkpoint was
+// written the staging folder stays for a later run to resume. The database
+// file is not touched either way.
+func (d *DuckDB) Suspend() error {
+	d.mu.Lock()
+	if d.closed || d.committed || !d.cp.exists() {
+		d.mu.Unlock()
+		return d.Close()
+	}
+	defer d.mu.Unlock()
+	d.closed = true
+	return d.st.abort()
 }
 
 // Write appends rec to table's staged file. It may be called concurrently
@@ -227,10 +261,14 @@ func (d *DuckDB) load(ctx context.Context, run Run) (err error) {
 
 // tableStatements returns the statements replacing t with the rows staged
 // in file, and commenting the table and its columns.
-func tableStatements(t schemas.Table, file string, run Run, date string) []string {
+func tableStatements(t schemas.Table, files []string, run Run, date string) []string {
 	name := quoteIdent(t.Name)
+	quoted := make([]string, len(files))
+	for i, f := range files {
+		quoted[i] = quoteLiteral(f)
+	}
 	stmts := []string{
-		fmt.Sprintf("CREATE OR REPLACE TABLE %s AS SELECT * FROM read_parquet(%s, hive_partitioning = false)", name, quoteLiteral(file)),
+		fmt.Sprintf("CREATE OR REPLACE TABLE %s AS SELECT * FROM read_parquet([%s], hive_partitioning = false)", name, strings.Join(quoted, ", ")),
 		fmt.Sprintf("COMMENT ON TABLE %s IS %s", name, quoteLiteral(tableComment(t, run, date))),
 	}
 	for _, f := range t.Schema.Fields() {

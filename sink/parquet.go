@@ -24,8 +24,6 @@ const (
 	// (DIR/.convsync-staging-<runID>), which lies outside every table
 	// folder so no dataset glob ever sees staged files.
 	stagingPrefix = ".convsync-staging-"
-	// partFile is the name of the one file per table a run writes.
-	partFile = "part-00000.parquet"
 )
 
 // Parquet is a Sink writing one Parquet dataset per table:
@@ -52,6 +50,7 @@ type Parquet struct {
 	staging string
 	tables  []schemas.Table
 	st      *stage
+	cp      *checkpointer
 	log     zerolog.Logger
 
 	mu          sync.Mutex
@@ -79,7 +78,12 @@ func NewParquet(dir string, tables []schemas.Table, runID string, snapshotDate t
 		return nil, err
 	}
 	staging := filepath.Join(abs, stagingPrefix+runID)
-	if err := os.Mkdir(staging, 0o755); err != nil {
+	if o.resume != nil {
+		err = openResumed(staging, runID, o)
+	} else {
+		err = os.Mkdir(staging, 0o755)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("create staging folder: %w", err)
 	}
 	date := civilDate(snapshotDate)
@@ -93,9 +97,42 @@ func NewParquet(dir string, tables []schemas.Table, runID string, snapshotDate t
 		log:     o.log.With().Str("sink", "parquet").Str("dir", abs).Logger(),
 	}
 	p.st = newStage(staging, tables, kv, o, func(t schemas.Table) string {
-		return filepath.Join(t.Name, p.partition(), partFile)
+		return filepath.Join(t.Name, p.partition())
 	})
+	p.cp = &checkpointer{staging: staging}
+	if err := p.cp.resume(p.st, o); err != nil {
+		return nil, err
+	}
 	return p, nil
+}
+
+// Rotate completes table's current part file (see Checkpoint).
+func (p *Parquet) Rotate(ctx context.Context, table string) error { return p.st.rotate(table) }
+
+// Checkpoint records, in the staging folder, every part completed by
+// Rotate, the job's state and the work units done since the last
+// checkpoint, so that an interrupted run can be resumed (WithResume).
+func (p *Parquet) Checkpoint(ctx context.Context, state []byte, done []string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || p.committed {
+		return errors.New("parquet sink: checkpoint after commit or close")
+	}
+	return p.cp.write(p.runID, p.st.snapshot(), state, done)
+}
+
+// Suspend ends a run that failed: like Close, but when a checkpoint was
+// written the staging folder stays for a later run to resume. Published
+// datasets are not touched either way.
+func (p *Parquet) Suspend() error {
+	p.mu.Lock()
+	if p.closed || p.committed || !p.cp.exists() {
+		p.mu.Unlock()
+		return p.Close()
+	}
+	defer p.mu.Unlock()
+	p.closed = true
+	return p.st.abort()
 }
 
 func (p *Parquet) partition() string { return "snapshot_date=" + p.date }

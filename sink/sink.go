@@ -35,6 +35,15 @@ type Sink interface {
 	// Close releases resources; without a prior Commit it discards
 	// everything staged. It is idempotent.
 	Close() error
+	// Rotate completes table's current part file, so that everything
+	// written to it so far is durable.
+	Rotate(ctx context.Context, table string) error
+	// Checkpoint records the completed parts, the job's state and the
+	// work units done since the last checkpoint, for a later resume.
+	Checkpoint(ctx context.Context, state []byte, done []string) error
+	// Suspend ends a failed run: like Close, but a checkpointed run's
+	// staging is kept for a later resume.
+	Suspend() error
 }
 
 // Run is what a run records about itself; sinks write it on Commit (a
@@ -131,6 +140,8 @@ type options struct {
 	log           zerolog.Logger
 	mem           memory.Allocator
 	history       bool
+	resume        *Checkpoint
+	resumeKeep    []string
 }
 
 // Defaults for the Parquet files a sink writes.
@@ -290,6 +301,35 @@ func (m *multi) Close() error {
 	var errs []error
 	for _, s := range m.sinks {
 		errs = append(errs, s.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Rotate rotates table in every sink, stopping at the first error.
+func (m *multi) Rotate(ctx context.Context, table string) error {
+	for _, s := range m.sinks {
+		if err := s.Rotate(ctx, table); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Checkpoint checkpoints every sink, stopping at the first error.
+func (m *multi) Checkpoint(ctx context.Context, state []byte, done []string) error {
+	for _, s := range m.sinks {
+		if err := s.Checkpoint(ctx, state, done); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Suspend suspends every sink and joins their errors.
+func (m *multi) Suspend() error {
+	var errs []error
+	for _, s := range m.sinks {
+		errs = append(errs, s.Suspend())
 	}
 	return errors.Join(errs...)
 }

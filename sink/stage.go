@@ -51,30 +51,122 @@ type stage struct {
 	ended bool
 }
 
-// tableFile is the writer state of one table; mu serialises its use.
+// tableFile is the writer state of one table; mu serialises its use. A
+// table's rows go to numbered part files in dir: rotate completes the
+// current part (a checkpoint), and the next write starts a new one.
 type tableFile struct {
 	mu      sync.Mutex
 	table   schemas.Table
+	dir     string
+	part    int // number of the current (or next) part file
 	path    string
 	fw      *pqarrow.FileWriter
 	rows    int64
+	// closedParts and closedRows count the part files completed so far
+	// and the rows in them: what a checkpoint can vouch for.
+	closedParts int
+	closedRows  int64
 	out     *syncWriter
 	roll    bool  // start a new row group before the next write
 	rgBytes int64 // estimated bytes buffered in the open row group
 	err     error // sticky: the file is unusable after a failed write
-	closed  bool
 }
 
+// partName is the file name of a table's n-th part.
+func partName(n int) string { return fmt.Sprintf("part-%05d.parquet", n) }
+
 // newStage prepares a stage under dir (which must exist) for tables;
-// pathOf gives each table's file path relative to dir.
-func newStage(dir string, tables []schemas.Table, kv map[string]string, opts options, pathOf func(schemas.Table) string) *stage {
+// dirOf gives the folder of each table's part files relative to dir.
+func newStage(dir string, tables []schemas.Table, kv map[string]string, opts options, dirOf func(schemas.Table) string) *stage {
 	s := &stage{dir: dir, opts: opts, kv: kv, files: make(map[string]*tableFile, len(tables))}
 	for _, t := range tables {
-		tf := &tableFile{table: t, path: filepath.Join(dir, pathOf(t))}
+		tdir := filepath.Join(dir, dirOf(t))
+		tf := &tableFile{table: t, dir: tdir, path: filepath.Join(tdir, partName(0))}
 		s.order = append(s.order, tf)
 		s.files[t.Name] = tf
 	}
 	return s
+}
+
+// PartState is what a checkpoint records of one table: how many part
+// files are complete and the rows in them.
+type PartState struct {
+	Parts int   `json:"parts"`
+	Rows  int64 `json:"rows"`
+}
+
+// resumeFrom makes the stage continue an interrupted run's staging: tables
+// in prior keep their first prior[t].Parts part files and go on after
+// them; every other part file (incomplete, or of a table not kept) is
+// removed.
+func (s *stage) resumeFrom(prior map[string]PartState) error {
+	for _, tf := range s.order {
+		keep := prior[tf.table.Name]
+		entries, err := os.ReadDir(tf.dir)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		for _, e := range entries {
+			var n int
+			if _, err := fmt.Sscanf(e.Name(), "part-%05d.parquet", &n); err == nil && n < keep.Parts && e.Name() == partName(n) {
+				continue
+			}
+			if err := os.RemoveAll(filepath.Join(tf.dir, e.Name())); err != nil {
+				return err
+			}
+		}
+		for n := range keep.Parts {
+			if _, err := os.Stat(filepath.Join(tf.dir, partName(n))); err != nil {
+				return fmt.Errorf("checkpointed part %d of %s: %w", n, tf.table.Name, err)
+			}
+		}
+		tf.part, tf.closedParts = keep.Parts, keep.Parts
+		tf.rows, tf.closedRows = keep.Rows, keep.Rows
+		tf.path = filepath.Join(tf.dir, partName(tf.part))
+	}
+	return nil
+}
+
+// rotate completes table's current part file, if it has one, so that
+// everything written to the table so far is durable; the next write starts
+// a new part.
+func (s *stage) rotate(table string) error {
+	s.state.RLock()
+	defer s.state.RUnlock()
+	if s.ended {
+		return errors.New("rotate after commit or close")
+	}
+	tf, ok := s.files[table]
+	if !ok {
+		return fmt.Errorf("rotate unknown table %q", table)
+	}
+	tf.mu.Lock()
+	defer tf.mu.Unlock()
+	if tf.err != nil {
+		return tf.err
+	}
+	if tf.fw == nil {
+		return nil
+	}
+	if err := s.closeFile(tf); err != nil {
+		return err
+	}
+	tf.fw, tf.out, tf.roll, tf.rgBytes = nil, nil, false, 0
+	tf.closedParts, tf.closedRows = tf.part+1, tf.rows
+	tf.part++
+	tf.path = filepath.Join(tf.dir, partName(tf.part))
+	return nil
+}
+
+// snapshot returns, per table, the completed parts and their rows.
+func (s *stage) snapshot() map[string]PartState {
+	m := make(map[string]PartState, len(s.order))
+	for _, tf := range s.order {
+		tf.mu.Lock()
+		m[tf.table.Name] = PartState{Parts: tf.closedParts, Rows: tf.closedRows}
+		tf.mu.Unlock()
+	}
+	return m
 }
 
 func checkTables(tables []schemas.Table) error {
@@ -200,6 +292,12 @@ func recordBytes(rec arrow.Record) int64 {
 	return n
 }
 
+// maxStatsSize is the largest min/max statistic kept for a column chunk.
+const maxStatsSize = 256
+
+// dictPageBytes caps each column's dictionary.
+const dictPageBytes = 256 << 10
+
 // open creates tf's file and Parquet writer if not done yet.
 func (s *stage) open(tf *tableFile) error {
 	if tf.fw != nil {
@@ -218,6 +316,13 @@ func (s *stage) open(tf *tableFile) error {
 		// others reject.
 		parquet.WithRootRepetition(parquet.Repetitions.Required),
 		parquet.WithMaxRowGroupLength(s.opts.rowGroupRows),
+		// Min/max statistics of long text (attributes) help no reader and,
+		// kept for the footer, grow with every row group: cap them.
+		parquet.WithMaxStatsSize(maxStatsSize),
+		// A column's dictionary is held in memory until its row group is
+		// written; past this size the column falls back to plain encoding
+		// (SIDs, URLs and attributes are unique anyway).
+		parquet.WithDictionaryPageSizeLimit(dictPageBytes),
 		parquet.WithAllocator(s.opts.mem),
 	)
 	arrProps := pqarrow.NewArrowWriterProperties(
@@ -260,9 +365,22 @@ func (s *stage) finishTable(tf *tableFile) error {
 	if tf.err != nil {
 		return tf.err
 	}
+	if tf.fw == nil && tf.closedParts > 0 {
+		return nil // every row is in completed parts
+	}
 	if err := s.open(tf); err != nil {
 		return err
 	}
+	if err := s.closeFile(tf); err != nil {
+		return err
+	}
+	tf.closedParts, tf.closedRows = tf.part+1, tf.rows
+	return nil
+}
+
+// closeFile writes the key-value metadata and the footer of tf's open
+// part file and closes it (flushed and synced).
+func (s *stage) closeFile(tf *tableFile) error {
 	kv := map[string]string{KVTable: tf.table.Name}
 	for k, v := range s.kv {
 		kv[k] = v
@@ -283,11 +401,11 @@ func (s *stage) finishTable(tf *tableFile) error {
 			return err
 		}
 	}
-	tf.closed = true
 	if err := tf.fw.Close(); err != nil {
 		tf.err = fmt.Errorf("close %s: %w", tf.path, err)
 		return tf.err
 	}
+	tf.fw = nil
 	return nil
 }
 
@@ -300,25 +418,27 @@ func (s *stage) abort() error {
 	var errs []error
 	for _, tf := range s.order {
 		tf.mu.Lock()
-		if tf.fw != nil && !tf.closed {
-			tf.closed = true
+		if tf.fw != nil {
 			// Closing the Parquet writer releases its buffers; what it
 			// would still write is discarded.
 			tf.out.discard = true
 			if err := tf.fw.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
 				errs = append(errs, err)
 			}
+			tf.fw = nil
 		}
 		tf.mu.Unlock()
 	}
 	return errors.Join(errs...)
 }
 
-// paths returns each table's staged file, by table name.
-func (s *stage) paths() map[string]string {
-	m := make(map[string]string, len(s.order))
+// paths returns each table's completed part files, by table name.
+func (s *stage) paths() map[string][]string {
+	m := make(map[string][]string, len(s.order))
 	for _, tf := range s.order {
-		m[tf.table.Name] = tf.path
+		for n := range tf.closedParts {
+			m[tf.table.Name] = append(m[tf.table.Name], filepath.Join(tf.dir, partName(n)))
+		}
 	}
 	return m
 }

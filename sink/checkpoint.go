@@ -1,0 +1,249 @@
+package sink
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// Checkpoints let an interrupted run continue where it stopped (export
+// --resume). A run's staging folder then holds, besides the completed part
+// files of each table:
+//
+//	checkpoint.json  the last checkpoint: run ID, completed parts and rows
+//	                 per table, the job's opaque state, the length of done.log
+//	done.log         keys of the work units finished, one a line, appended
+//	                 at every checkpoint
+//
+// Both files are written so that a crash at any point leaves the previous
+// checkpoint valid: done.log is appended and synced first, then
+// checkpoint.json is replaced by rename.
+const (
+	checkpointFile = "checkpoint.json"
+	doneFile       = "done.log"
+)
+
+// Checkpoint is the durable record of an interrupted run's progress.
+type Checkpoint struct {
+	RunID  string               `json:"run_id"`
+	Tables map[string]PartState `json:"tables"`
+	State  json.RawMessage      `json:"state"`
+	// DoneBytes is how much of done.log the checkpoint vouches for.
+	DoneBytes int64 `json:"done_bytes"`
+
+	// Done holds the keys of finished work units (not stored in
+	// checkpoint.json; read from done.log).
+	Done []string `json:"-"`
+}
+
+// WithResume makes a new sink continue the staging of cp's run instead of
+// starting empty: tables named in keep retain the parts cp vouches for and
+// go on after them; all other staged data is discarded. The run ID given to
+// the constructor must be cp.RunID.
+func WithResume(cp *Checkpoint, keep []string) Option {
+	return func(o *options) {
+		o.resume = cp
+		o.resumeKeep = keep
+	}
+}
+
+// checkpointer is the checkpoint state shared by the sinks' staging.
+type checkpointer struct {
+	staging string
+	doneLen int64
+}
+
+// write records a checkpoint: done is appended to done.log, then
+// checkpoint.json is replaced.
+func (c *checkpointer) write(runID string, tables map[string]PartState, state []byte, done []string) error {
+	if len(done) > 0 {
+		var buf bytes.Buffer
+		for _, k := range done {
+			if strings.ContainsAny(k, "\n") {
+				return fmt.Errorf("checkpoint: key with a newline")
+			}
+			buf.WriteString(k)
+			buf.WriteByte('\n')
+		}
+		f, err := os.OpenFile(filepath.Join(c.staging, doneFile), os.O_WRONLY|os.O_CREATE, 0o644)
+		if err != nil {
+			return err
+		}
+		// Write at the vouched-for length: bytes after it (from a crash
+		// between the two steps) are overwritten.
+		if err := f.Truncate(c.doneLen); err == nil {
+			_, err = f.WriteAt(buf.Bytes(), c.doneLen)
+			if err == nil {
+				err = f.Sync()
+			}
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("checkpoint: %w", err)
+		}
+		c.doneLen += int64(buf.Len())
+	}
+	b, err := json.Marshal(Checkpoint{RunID: runID, Tables: tables, State: state, DoneBytes: c.doneLen})
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(c.staging, checkpointFile+".tmp")
+	_ = os.Remove(tmp)
+	if err := writeSynced(tmp, b); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(c.staging, checkpointFile)); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	return syncDir(c.staging)
+}
+
+// exists reports whether a checkpoint was written.
+func (c *checkpointer) exists() bool {
+	_, err := os.Stat(filepath.Join(c.staging, checkpointFile))
+	return err == nil
+}
+
+// readCheckpoint reads the checkpoint in a staging folder.
+func readCheckpoint(staging string) (*Checkpoint, error) {
+	b, err := os.ReadFile(filepath.Join(staging, checkpointFile))
+	if err != nil {
+		return nil, err
+	}
+	var cp Checkpoint
+	if err := json.Unmarshal(b, &cp); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(staging, checkpointFile), err)
+	}
+	if cp.DoneBytes > 0 {
+		f, err := os.Open(filepath.Join(staging, doneFile))
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		sc := bufio.NewScanner(io.LimitReader(f, cp.DoneBytes))
+		sc.Buffer(make([]byte, 64*1024), 1<<20)
+		for sc.Scan() {
+			cp.Done = append(cp.Done, sc.Text())
+		}
+		if err := sc.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return &cp, nil
+}
+
+// stagingDirs returns the staging folders of the output at pattern's
+// location, newest name first.
+func stagingDirs(pattern string) []string {
+	m, _ := filepath.Glob(pattern)
+	sort.Sort(sort.Reverse(sort.StringSlice(m)))
+	return m
+}
+
+// duckdbStagingGlob and parquetStagingGlob locate the staging folders of a
+// DuckDB file and of a Parquet directory.
+func duckdbStagingGlob(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	return escapeGlob(abs) + stagingPrefix + "*", nil
+}
+
+func parquetStagingGlob(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(escapeGlob(abs), stagingPrefix+"*"), nil
+}
+
+func escapeGlob(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `*`, `\*`, `?`, `\?`, `[`, `\[`)
+	return r.Replace(s)
+}
+
+// FindCheckpoint returns the newest checkpoint left by an interrupted run
+// writing the DuckDB file at path (duckdb true) or the Parquet datasets
+// under path, or nil when there is none.
+func FindCheckpoint(path string, duckdb bool) (*Checkpoint, error) {
+	glob, err := stagingGlob(path, duckdb)
+	if err != nil {
+		return nil, err
+	}
+	for _, dir := range stagingDirs(glob) {
+		cp, err := readCheckpoint(dir)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if !strings.HasSuffix(dir, stagingPrefix+cp.RunID) {
+			continue // not this folder's own checkpoint
+		}
+		return cp, nil
+	}
+	return nil, nil
+}
+
+// RemoveStaging deletes the staging folders that runs writing path left
+// behind, except the one of run keepRunID ("" keeps none).
+func RemoveStaging(path string, duckdb bool, keepRunID string) error {
+	glob, err := stagingGlob(path, duckdb)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, dir := range stagingDirs(glob) {
+		if keepRunID != "" && strings.HasSuffix(dir, stagingPrefix+keepRunID) {
+			continue
+		}
+		errs = append(errs, os.RemoveAll(dir))
+	}
+	return errors.Join(errs...)
+}
+
+func stagingGlob(path string, duckdb bool) (string, error) {
+	if duckdb {
+		return duckdbStagingGlob(path)
+	}
+	return parquetStagingGlob(path)
+}
+
+// openResumed checks that staging is the folder of the checkpoint in o.
+func openResumed(staging, runID string, o options) error {
+	if o.resume.RunID != runID {
+		return fmt.Errorf("resume: checkpoint of run %s, sink of run %s", o.resume.RunID, runID)
+	}
+	if _, err := os.Stat(filepath.Join(staging, checkpointFile)); err != nil {
+		return fmt.Errorf("resume run %s: %w", runID, err)
+	}
+	return nil
+}
+
+// resume prepares st to continue o.resume's run, keeping the tables in
+// o.resumeKeep; without o.resume it does nothing.
+func (c *checkpointer) resume(st *stage, o options) error {
+	if o.resume == nil {
+		return nil
+	}
+	prior := map[string]PartState{}
+	for _, t := range o.resumeKeep {
+		prior[t] = o.resume.Tables[t]
+	}
+	c.doneLen = o.resume.DoneBytes
+	if err := st.resumeFrom(prior); err != nil {
+		return fmt.Errorf("resume run %s: %w", o.resume.RunID, err)
+	}
+	return nil
+}
