@@ -55,21 +55,21 @@ type stage struct {
 // table's rows go to numbered part files in dir: rotate completes the
 // current part (a checkpoint), and the next write starts a new one.
 type tableFile struct {
-	mu      sync.Mutex
-	table   schemas.Table
-	dir     string
-	part    int // number of the current (or next) part file
-	path    string
-	fw      *pqarrow.FileWriter
-	rows    int64
+	mu    sync.Mutex
+	table schemas.Table
+	dir   string
+	part  int // number of the current (or next) part file
+	path  string
+	fw    *pqarrow.FileWriter
+	rows  int64
 	// closedParts and closedRows count the part files completed so far
 	// and the rows in them: what a checkpoint can vouch for.
 	closedParts int
 	closedRows  int64
-	out     *syncWriter
-	roll    bool  // start a new row group before the next write
-	rgBytes int64 // estimated bytes buffered in the open row group
-	err     error // sticky: the file is unusable after a failed write
+	out         *syncWriter
+	roll        bool  // start a new row group before the next write
+	rgBytes     int64 // estimated bytes buffered in the open row group
+	err         error // sticky: the file is unusable after a failed write
 }
 
 // partName is the file name of a table's n-th part.
