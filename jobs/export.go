@@ -46,6 +46,14 @@ type Config struct {
 	Progress func(Progress)
 	// Allocator for Arrow buffers; memory.DefaultAllocator when nil.
 	Allocator memory.Allocator
+	// Fingerprint identifies the run's inputs in its checkpoints.
+	Fingerprint string
+	// Resume, when set, continues an interrupted run (see LoadResume).
+	Resume *Resume
+	// CheckpointFirst and CheckpointMax set the checkpoint schedule
+	// (defaults DefaultCheckpointFirst and DefaultCheckpointMax); a
+	// negative CheckpointFirst turns checkpoints off.
+	CheckpointFirst, CheckpointMax time.Duration
 }
 
 func (c *Config) defaults() {
@@ -60,6 +68,12 @@ func (c *Config) defaults() {
 	}
 	if c.Policy.Mode == "" {
 		c.Policy.Mode = transform.PIIKeep
+	}
+	if c.CheckpointFirst == 0 {
+		c.CheckpointFirst = DefaultCheckpointFirst
+	}
+	if c.CheckpointMax <= 0 {
+		c.CheckpointMax = DefaultCheckpointMax
 	}
 }
 
@@ -91,6 +105,14 @@ func Export(ctx context.Context, src Source, snk Sink, cfg Config) (Summary, err
 	log := logger(cfg.Logger)
 	started := time.Now().UTC()
 	ws := newWriters(schemas.Export, cfg.Policy, cfg.RunID)
+	cps := &checkpoints{prior: cfg.Resume}
+	var prior ResumeState // what earlier attempts of this run did
+	if cfg.Resume != nil {
+		prior = cfg.Resume.State
+		started = prior.Started
+		log.Info().Int("parents_finished", cfg.Resume.Finished()).Int("checkpoints", prior.Checkpoints).
+			Msg("resuming the interrupted run: fetching only the child lists it had not finished")
+	}
 	var skipped atomic.Int64
 	skippedSIDs := make(chan string, 64)
 	var skippedList []string
@@ -151,14 +173,38 @@ func Export(ctx context.Context, src Source, snk Sink, cfg Config) (Summary, err
 	})
 	for range cfg.Concurrency {
 		prod.Go(func() error {
-			return listChildren(pctx, users, "user", src.UserConversations, ws.byName[schemas.UserConversations.Name], &skipped, skippedSIDs, log)
+			return listChildren(pctx, users, "user", src.UserConversations, ws.byName[schemas.UserConversations.Name], cps, &skipped, skippedSIDs, log)
 		})
 		prod.Go(func() error {
-			return listChildren(pctx, convs, "conversation", src.Participants, ws.byName[schemas.Participants.Name], &skipped, skippedSIDs, log)
+			return listChildren(pctx, convs, "conversation", src.Participants, ws.byName[schemas.Participants.Name], cps, &skipped, skippedSIDs, log)
 		})
 	}
+	// Checkpoints run beside the producers and stop before the queues close.
+	state := func() ResumeState {
+		st := src.Stats()
+		rows := map[string]int64{}
+		for _, t := range ResumableTables {
+			rows[t] = prior.Rows[t] + ws.byName[t].rows.Load()
+		}
+		return ResumeState{Fingerprint: cfg.Fingerprint, Started: started, Rows: rows,
+			Requests: prior.Requests + st.Requests, Retries: prior.Retries + st.Retries,
+			Skipped: prior.Skipped + skipped.Load(), Checkpoints: prior.Checkpoints}
+	}
+	stopCP := make(chan struct{})
+	cpDone := make(chan error, 1)
+	go func() {
+		cpDone <- cps.schedule(gctx, stopCP, cfg.CheckpointFirst, cfg.CheckpointMax, func() error {
+			err := cps.take(gctx, snk, ws, state)
+			if err == nil {
+				log.Debug().Int("checkpoint", cps.taken+prior.Checkpoints).Msg("checkpoint taken")
+			}
+			return err
+		})
+	}()
+	g.Go(func() error { return <-cpDone })
 	g.Go(func() error {
 		err := prod.Wait()
+		close(stopCP)
 		if err == nil {
 			ws.closeAll()
 		}
@@ -183,10 +229,13 @@ func Export(ctx context.Context, src Source, snk Sink, cfg Config) (Summary, err
 		Status:         "succeeded",
 		PII:            cfg.Policy.Mode,
 		Rows:           ws.counts(),
-		Requests:       st.Requests,
-		Retries:        st.Retries,
-		ParentsSkipped: skipped.Load(),
+		Requests:       prior.Requests + st.Requests,
+		Retries:        prior.Retries + st.Retries,
+		ParentsSkipped: prior.Skipped + skipped.Load(),
 		Services:       walked,
+	}
+	for t, n := range prior.Rows {
+		sum.Run.Rows[t] += n
 	}
 	if err != nil {
 		sum.Run.Status = "failed"
@@ -251,29 +300,46 @@ func listParents(ctx context.Context, services <-chan string, what string,
 // skipped, and the run goes on.
 func listChildren(ctx context.Context, parents <-chan [2]string, what string,
 	list func(context.Context, string, string) iter.Seq2[Object, error], w *tableWriter,
-	skipped *atomic.Int64, skippedSIDs chan<- string, log zerolog.Logger) error {
+	cps *checkpoints, skipped *atomic.Int64, skippedSIDs chan<- string, log zerolog.Logger) error {
 	for p := range parents {
 		svc, sid := p[0], p[1]
-		objs, err := collect(w.unique(list(ctx, svc, sid)))
-		if errors.Is(err, extract.ErrNotFound) {
-			skipped.Add(1)
-			log.Info().Str("service", svc).Str(what, sid).Msgf("%s deleted during the run: kept, without child rows", what)
-			select {
-			case skippedSIDs <- sid:
-			case <-ctx.Done():
-				return context.Cause(ctx)
-			}
-			continue
+		key := unitKey(what, svc, sid)
+		if cps.finished(key) {
+			continue // an earlier attempt of this run has its rows
 		}
-		if err != nil {
+		objs, err := collect(w.unique(list(ctx, svc, sid)))
+		if err != nil && !errors.Is(err, extract.ErrNotFound) {
 			return fmt.Errorf("list %s %s of service %s: %w", what, sid, svc, err)
 		}
-		for _, obj := range objs {
-			if err := w.send(ctx, row{obj: obj, rc: transform.Context{ServiceSID: svc}}); err != nil {
-				return err
-			}
+		if err := queueChildren(ctx, w, cps, key, svc, sid, what, objs, err != nil, skipped, skippedSIDs, log); err != nil {
+			return err
 		}
 	}
+	return nil
+}
+
+// queueChildren queues one parent's child rows, or counts the parent as
+// deleted, and marks it finished, all under the checkpoint hold so that a
+// checkpoint sees either all of it or none.
+func queueChildren(ctx context.Context, w *tableWriter, cps *checkpoints, key, svc, sid, what string, objs []Object, deleted bool,
+	skipped *atomic.Int64, skippedSIDs chan<- string, log zerolog.Logger) error {
+	cps.hold.RLock()
+	defer cps.hold.RUnlock()
+	if deleted {
+		skipped.Add(1)
+		log.Info().Str("service", svc).Str(what, sid).Msgf("%s deleted during the run: kept, without child rows", what)
+		select {
+		case skippedSIDs <- sid:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+	for _, obj := range objs {
+		if err := w.send(ctx, row{obj: obj, rc: transform.Context{ServiceSID: svc}}); err != nil {
+			return err
+		}
+	}
+	cps.markDone(key)
 	return nil
 }
 

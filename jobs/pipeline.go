@@ -27,11 +27,15 @@ import (
 type Object = map[string]any
 
 // Sink receives a run's record batches; nothing is visible before Commit,
-// and Close without Commit discards them.
+// and Close without Commit discards them. Rotate and Checkpoint make what
+// was written durable for a resume; Suspend ends a failed run keeping it.
 type Sink interface {
 	Write(ctx context.Context, table string, rec arrow.Record) error
 	Commit(ctx context.Context, run sink.Run) error
 	Close() error
+	Rotate(ctx context.Context, table string) error
+	Checkpoint(ctx context.Context, state []byte, done []string) error
+	Suspend() error
 }
 
 // Default sizes of the pipeline.
@@ -41,10 +45,13 @@ const (
 	queueRows        = 256     // rows buffered between the fetchers and a table's writer
 )
 
-// row is one object on its way to a table writer.
+// row is one object on its way to a table writer, or, with mark set, a
+// checkpoint marker: the writer flushes, completes its part file and
+// reports on mark.
 type row struct {
-	obj Object
-	rc  transform.Context
+	obj  Object
+	rc   transform.Context
+	mark chan<- error
 }
 
 // tableWriter owns one table: it appends rows to a Builder and hands full
@@ -146,6 +153,20 @@ func (w *tableWriter) run(ctx context.Context, snk Sink, mem memory.Allocator, b
 					return flush()
 				}
 				return nil
+			}
+			if r.mark != nil {
+				err := error(nil)
+				if b.Len() > 0 {
+					err = flush()
+				}
+				if err == nil {
+					err = snk.Rotate(ctx, w.table.Name)
+				}
+				r.mark <- err
+				if err != nil {
+					return err
+				}
+				continue
 			}
 			r.rc.RunID = w.runID
 			if err := b.Append(r.obj, r.rc); err != nil {
