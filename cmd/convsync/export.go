@@ -23,8 +23,9 @@ import (
 // exportFlags are export's flags beyond the common ones.
 type exportFlags struct {
 	common
-	History bool
-	Resume  bool
+	History    bool
+	Resume     bool
+	Checkpoint time.Duration
 }
 
 func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -33,6 +34,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	f.register(fs)
 	fs.BoolVar(&f.History, "history", false, "DuckDB: keep every snapshot and maintain participants_history; an earlier date than the last is refused")
 	fs.BoolVar(&f.Resume, "resume", false, "continue the last interrupted run; with nothing to resume, an ordinary run")
+	fs.DurationVar(&f.Checkpoint, "checkpoint", jobs.DefaultCheckpointFirst, "first checkpoint after `D`, then at doubling intervals up to "+jobs.DefaultCheckpointMax.String()+" (0: none)")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
@@ -41,6 +43,9 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if err := f.Validate(os.Getenv); err != nil {
 		return err
+	}
+	if f.Checkpoint < 0 {
+		return usageError("--checkpoint must not be negative")
 	}
 	if f.History {
 		if f.DuckDB == "" {
@@ -59,18 +64,22 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer env.close()
-	if f.Resume {
-		// Runs publish atomically and keep no partial state, so there is
-		// never an interrupted run to continue: this is an ordinary run.
-		log.Info().Msg("--resume: no interrupted run to continue; starting a full run")
-	}
 
-	runID := newRunID(time.Now())
-	var extra []sink.Option
-	if f.History {
-		extra = append(extra, sink.WithHistory())
+	fp := f.fingerprint()
+	runID, cps, resume, err := f.plan(fp, &log)
+	if err != nil {
+		return err
 	}
-	snk, err := f.openSinks(schemas.Export, runID, &log, extra...)
+	snk, err := f.openSinks(schemas.Export, runID, &log, func(o output) []sink.Option {
+		var opts []sink.Option
+		if o.duckdb && f.History {
+			opts = append(opts, sink.WithHistory())
+		}
+		if cp := cps[o]; cp != nil {
+			opts = append(opts, sink.WithResume(cp, jobs.ResumableTables))
+		}
+		return opts
+	})
 	if err != nil {
 		return err
 	}
@@ -87,10 +96,25 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		Policy:       f.policy,
 		Logger:       &log,
 		Progress:     prog.update,
+		Fingerprint:  fp,
+		Resume:       resume,
+		CheckpointFirst: func() time.Duration {
+			if f.Checkpoint == 0 {
+				return -1
+			}
+			return f.Checkpoint
+		}(),
 	})
 	prog.finish()
 	if err != nil {
-		return fmt.Errorf("export failed after %d requests: %w", sum.Run.Requests, err)
+		if serr := snk.Suspend(); serr != nil {
+			log.Warn().Err(serr).Msg("clean up staging")
+		}
+		hint := ""
+		if cp, _ := findAny(f.outputs()); cp != nil {
+			hint = "; run again with --resume to continue where it stopped"
+		}
+		return fmt.Errorf("export failed after %d requests: %w%s", sum.Run.Requests, err, hint)
 	}
 	if err := snk.Close(); err != nil {
 		return fmt.Errorf("close outputs: %w", err)
@@ -157,7 +181,7 @@ func (c *common) connect(ctx context.Context, log *zerolog.Logger) (*env, error)
 
 // openSinks opens the outputs the flags ask for. Nothing is visible in
 // them until Commit.
-func (c *common) openSinks(tables []schemas.Table, runID string, log *zerolog.Logger, duckOpts ...sink.Option) (jobs.Sink, error) {
+func (c *common) openSinks(tables []schemas.Table, runID string, log *zerolog.Logger, optsFor func(output) []sink.Option) (jobs.Sink, error) {
 	var sinks []sink.Sink
 	closeAll := func() {
 		for _, s := range sinks {
@@ -170,14 +194,14 @@ func (c *common) openSinks(tables []schemas.Table, runID string, log *zerolog.Lo
 				return nil, usageError("--duckdb %s: folder %s does not exist", c.DuckDB, dir)
 			}
 		}
-		d, err := sink.NewDuckDB(c.DuckDB, tables, runID, c.snapshot, append(duckOpts, sink.WithLogger(*log))...)
+		d, err := sink.NewDuckDB(c.DuckDB, tables, runID, c.snapshot, append(optsFor(output{c.DuckDB, true}), sink.WithLogger(*log))...)
 		if err != nil {
 			return nil, fmt.Errorf("--duckdb %s: %w", c.DuckDB, err)
 		}
 		sinks = append(sinks, d)
 	}
 	if c.Parquet != "" {
-		p, err := sink.NewParquet(c.Parquet, tables, runID, c.snapshot, sink.WithLogger(*log))
+		p, err := sink.NewParquet(c.Parquet, tables, runID, c.snapshot, append(optsFor(output{c.Parquet, false}), sink.WithLogger(*log))...)
 		if err != nil {
 			closeAll()
 			return nil, fmt.Errorf("--parquet %s: %w", c.Parquet, err)
@@ -219,4 +243,14 @@ func (c *common) printSummary(w io.Writer, run sink.Run, skipped []string, log *
 		abs, _ := filepath.Abs(c.Parquet)
 		fmt.Fprintf(w, "Parquet: %s/<table>/snapshot_date=%s/\n", abs, c.snapshot.Format(time.DateOnly))
 	}
+}
+
+// findAny returns a checkpoint kept in any of the outputs.
+func findAny(outs []output) (*sink.Checkpoint, error) {
+	for _, o := range outs {
+		if cp, err := sink.FindCheckpoint(o.path, o.duckdb); cp != nil || err != nil {
+			return cp, err
+		}
+	}
+	return nil, nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/convsync/convsync/extract"
 	"github.com/convsync/convsync/jobs"
 	"github.com/convsync/convsync/schemas"
+	"github.com/convsync/convsync/sink"
 )
 
 // groupMMSCaveat is Twilio's documented limit of ParticipantConversations.
@@ -64,7 +65,7 @@ func runLookup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	defer env.close()
 
 	runID := newRunID(time.Now())
-	snk, err := f.openSinks(schemas.Lookup, runID, &log)
+	snk, err := f.openSinks(schemas.Lookup, runID, &log, func(output) []sink.Option { return nil })
 	if err != nil {
 		return err
 	}

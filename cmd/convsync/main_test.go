@@ -19,6 +19,7 @@ import (
 
 	"github.com/convsync/convsync/internal/fakeapi"
 	"github.com/convsync/convsync/internal/testkit"
+	"github.com/convsync/convsync/sink"
 )
 
 // startAPI serves a simulated account on loopback and points the TWILIO_*
@@ -293,5 +294,73 @@ func TestFakeAPICommand(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("fakeapi: %v", err)
+	}
+}
+
+// TestResumeAfterInterrupt: an export interrupted by SIGTERM after a few
+// checkpoints exits 143, and `export --resume` completes it, fetching only
+// the child lists the interrupted run had not finished; the result holds
+// every row exactly once.
+func TestResumeAfterInterrupt(t *testing.T) {
+	ds, srv := startAPI(t, fakeapi.Faults{Latency: 10 * time.Millisecond})
+	dir := t.TempDir()
+	db, pq := filepath.Join(dir, "c.duckdb"), filepath.Join(dir, "pq")
+	args := []string{"export", "--base-url", srv.URL(), "--duckdb", db, "--parquet", pq, "--concurrency", "2", "--checkpoint", "300ms"}
+
+	// A resume with nothing to resume is an ordinary run.
+	if r := runCmd(t, append(args, "--resume")...); r.code != 0 {
+		t.Fatalf("--resume with nothing to resume: exit %d: %s", r.code, r.stderr)
+	}
+	srv.ResetCounters()
+	done := make(chan result)
+	go func() { done <- runCmd(t, args...) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if cp, _ := sink.FindCheckpoint(db, true); cp != nil && len(cp.Done) > 50 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.code != 143 {
+		t.Fatalf("interrupted export: exit %d, want 143: %s", r.code, r.lastStderrLine())
+	}
+	first := srv.Counters()
+	cp, err := sink.FindCheckpoint(db, true)
+	if err != nil || cp == nil {
+		t.Fatalf("no checkpoint kept: %v", err)
+	}
+
+	srv.ResetCounters()
+	r = runCmd(t, append(args, "--resume")...)
+	if r.code != 0 {
+		t.Fatalf("--resume: exit %d: %s", r.code, r.stderr)
+	}
+	second := srv.Counters()
+	childLists := func(c fakeapi.Counters) int64 {
+		return c.ByEndpoint[fakeapi.EndpointUserConversations] + c.ByEndpoint[fakeapi.EndpointParticipants]
+	}
+	parents := 0
+	for _, s := range ds.Services() {
+		parents += len(ds.Users(s.SID)) + len(ds.Conversations(s.SID))
+	}
+	t.Logf("parents %d, finished at the checkpoint %d; child-list requests: interrupted %d, resumed %d",
+		parents, len(cp.Done), childLists(first), childLists(second))
+	if got, max := childLists(second), int64(parents-len(cp.Done)+20); got > max {
+		t.Errorf("resumed run made %d child-list requests, want at most %d", got, max)
+	}
+	want := testkit.Expected(t, ds, srv)
+	for _, table := range []string{"services", "users", "user_conversations", "conversations", "participants"} {
+		testkit.CompareTable(t, table, testkit.Query(t, db, "SELECT * FROM "+table), want[table], "run_id")
+		testkit.CompareTable(t, table, testkit.ReadParquet(t, pq, table), want[table], "run_id", "snapshot_date")
+	}
+	if n := testkit.Query(t, db, "SELECT count(*) AS n FROM runs")[0]["n"]; n != int64(2) {
+		t.Errorf("runs holds %v rows, want 2 (the first run and the resumed one)", n)
+	}
+	if cp, _ := sink.FindCheckpoint(db, true); cp != nil {
+		t.Error("checkpoint left after the resumed run committed")
 	}
 }
