@@ -3,6 +3,7 @@ package sink
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // Checkpoints let an interrupted run continue where it stopped (export
@@ -246,4 +248,45 @@ func (c *checkpointer) resume(st *stage, o options) error {
 		return fmt.Errorf("resume run %s: %w", o.resume.RunID, err)
 	}
 	return nil
+}
+
+// staged is what both sinks share: the run's staging, its checkpoints and
+// the sink's lifecycle (mu guards committed and closed).
+type staged struct {
+	runID   string
+	staging string
+	st      *stage
+	cp      *checkpointer
+
+	mu        sync.Mutex
+	committed bool
+	closed    bool
+}
+
+// Rotate completes table's current part file (see Checkpoint).
+func (s *staged) Rotate(ctx context.Context, table string) error { return s.st.rotate(table) }
+
+// Checkpoint records, in the staging folder, every part completed by
+// Rotate, the job's state and the work units done since the last
+// checkpoint, so that an interrupted run can be resumed (WithResume).
+func (s *staged) Checkpoint(ctx context.Context, state []byte, done []string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.committed {
+		return errors.New("checkpoint after commit or close")
+	}
+	return s.cp.write(s.runID, s.st.snapshot(), state, done)
+}
+
+// suspend ends a failed run: with a checkpoint written, the staging stays
+// for a later run to resume; without one, it is closeFn (Close).
+func (s *staged) suspend(closeFn func() error) error {
+	s.mu.Lock()
+	if s.closed || s.committed || !s.cp.exists() {
+		s.mu.Unlock()
+		return closeFn()
+	}
+	defer s.mu.Unlock()
+	s.closed = true
+	return s.st.abort()
 }

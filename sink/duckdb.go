@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/apache/arrow/go/v17/arrow"
@@ -68,19 +67,12 @@ const RunsTable = "runs"
 //
 //	SELECT table_name, column_name, comment FROM duckdb_columns() WHERE comment LIKE 'pii:%'
 type DuckDB struct {
+	staged
 	path    string
-	runID   string
 	date    string
-	staging string
 	tables  []schemas.Table
-	st      *stage
-	cp      *checkpointer
 	log     zerolog.Logger
 	history bool
-
-	mu        sync.Mutex
-	committed bool
-	closed    bool
 }
 
 // NewDuckDB prepares a DuckDB sink writing tables into the database file
@@ -120,50 +112,24 @@ func NewDuckDB(path string, tables []schemas.Table, runID string, snapshotDate t
 	date := civilDate(snapshotDate)
 	kv := map[string]string{KVRunID: runID, KVSnapshotDate: date}
 	d := &DuckDB{
+		staged:  staged{runID: runID, staging: staging, cp: &checkpointer{staging: staging}},
 		path:    abs,
-		runID:   runID,
 		date:    date,
-		staging: staging,
 		tables:  tables,
 		history: o.history,
 		log:     o.log.With().Str("sink", "duckdb").Str("path", abs).Logger(),
 	}
 	d.st = newStage(staging, tables, kv, o, func(t schemas.Table) string { return t.Name })
-	d.cp = &checkpointer{staging: staging}
 	if err := d.cp.resume(d.st, o); err != nil {
 		return nil, err
 	}
 	return d, nil
 }
 
-// Rotate completes table's current part file (see Checkpoint).
-func (d *DuckDB) Rotate(ctx context.Context, table string) error { return d.st.rotate(table) }
-
-// Checkpoint records, in the staging folder, every part completed by
-// Rotate, the job's state and the work units done since the last
-// checkpoint, so that an interrupted run can be resumed (WithResume).
-func (d *DuckDB) Checkpoint(ctx context.Context, state []byte, done []string) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.closed || d.committed {
-		return errors.New("duckdb sink: checkpoint after commit or close")
-	}
-	return d.cp.write(d.runID, d.st.snapshot(), state, done)
-}
-
 // Suspend ends a run that failed: like Close, but when a checkpoint was
 // written the staging folder stays for a later run to resume. The database
 // file is not touched either way.
-func (d *DuckDB) Suspend() error {
-	d.mu.Lock()
-	if d.closed || d.committed || !d.cp.exists() {
-		d.mu.Unlock()
-		return d.Close()
-	}
-	defer d.mu.Unlock()
-	d.closed = true
-	return d.st.abort()
-}
+func (d *DuckDB) Suspend() error { return d.suspend(d.Close) }
 
 // Write appends rec to table's staged file. It may be called concurrently
 // for different tables. The caller keeps ownership of rec.

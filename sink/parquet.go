@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/apache/arrow/go/v17/arrow"
@@ -44,18 +43,11 @@ const (
 // so a reader sees the old files or the new ones, never a partly written
 // file.
 type Parquet struct {
-	dir     string
-	runID   string
-	date    string
-	staging string
-	tables  []schemas.Table
-	st      *stage
-	cp      *checkpointer
-	log     zerolog.Logger
-
-	mu          sync.Mutex
-	committed   bool
-	closed      bool
+	staged
+	dir         string
+	date        string
+	tables      []schemas.Table
+	log         zerolog.Logger
 	keepStaging bool // a failed Commit left old partitions in staging
 }
 
@@ -89,51 +81,25 @@ func NewParquet(dir string, tables []schemas.Table, runID string, snapshotDate t
 	date := civilDate(snapshotDate)
 	kv := map[string]string{KVRunID: runID, KVSnapshotDate: date}
 	p := &Parquet{
-		dir:     abs,
-		runID:   runID,
-		date:    date,
-		staging: staging,
-		tables:  tables,
-		log:     o.log.With().Str("sink", "parquet").Str("dir", abs).Logger(),
+		staged: staged{runID: runID, staging: staging, cp: &checkpointer{staging: staging}},
+		dir:    abs,
+		date:   date,
+		tables: tables,
+		log:    o.log.With().Str("sink", "parquet").Str("dir", abs).Logger(),
 	}
 	p.st = newStage(staging, tables, kv, o, func(t schemas.Table) string {
 		return filepath.Join(t.Name, p.partition())
 	})
-	p.cp = &checkpointer{staging: staging}
 	if err := p.cp.resume(p.st, o); err != nil {
 		return nil, err
 	}
 	return p, nil
 }
 
-// Rotate completes table's current part file (see Checkpoint).
-func (p *Parquet) Rotate(ctx context.Context, table string) error { return p.st.rotate(table) }
-
-// Checkpoint records, in the staging folder, every part completed by
-// Rotate, the job's state and the work units done since the last
-// checkpoint, so that an interrupted run can be resumed (WithResume).
-func (p *Parquet) Checkpoint(ctx context.Context, state []byte, done []string) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed || p.committed {
-		return errors.New("parquet sink: checkpoint after commit or close")
-	}
-	return p.cp.write(p.runID, p.st.snapshot(), state, done)
-}
-
 // Suspend ends a run that failed: like Close, but when a checkpoint was
 // written the staging folder stays for a later run to resume. Published
 // datasets are not touched either way.
-func (p *Parquet) Suspend() error {
-	p.mu.Lock()
-	if p.closed || p.committed || !p.cp.exists() {
-		p.mu.Unlock()
-		return p.Close()
-	}
-	defer p.mu.Unlock()
-	p.closed = true
-	return p.st.abort()
-}
+func (p *Parquet) Suspend() error { return p.suspend(p.Close) }
 
 func (p *Parquet) partition() string { return "snapshot_date=" + p.date }
 
