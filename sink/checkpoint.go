@@ -13,6 +13,9 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
+
+	"github.com/apache/arrow/go/v17/arrow"
 )
 
 // Checkpoints let an interrupted run continue where it stopped (export
@@ -254,6 +257,7 @@ func (c *checkpointer) resume(st *stage, o options) error {
 // the sink's lifecycle (mu guards committed and closed).
 type staged struct {
 	runID   string
+	date    string // YYYY-MM-DD
 	staging string
 	st      *stage
 	cp      *checkpointer
@@ -261,6 +265,36 @@ type staged struct {
 	mu        sync.Mutex
 	committed bool
 	closed    bool
+}
+
+// Write appends rec to table's staged file. It may be called concurrently
+// for different tables. The caller keeps ownership of rec.
+func (s *staged) Write(ctx context.Context, table string, rec arrow.Record) error {
+	return s.st.write(ctx, table, rec)
+}
+
+// finish checks that run may be committed into this sink, completes the
+// staged files and returns run with its ID, date and row counts filled in.
+// The caller holds mu.
+func (s *staged) finish(ctx context.Context, run Run) (Run, error) {
+	if s.closed || s.committed {
+		return run, errors.New("commit after commit or close")
+	}
+	if err := ctx.Err(); err != nil {
+		return run, err
+	}
+	if run.ID != "" && run.ID != s.runID {
+		return run, fmt.Errorf("commit of run %s into the sink of run %s", run.ID, s.runID)
+	}
+	run.ID = s.runID
+	if run.SnapshotDate.IsZero() {
+		run.SnapshotDate, _ = time.Parse(time.DateOnly, s.date)
+	}
+	rows, err := s.st.finish()
+	if err != nil {
+		return run, err
+	}
+	return run.withRows(rows), nil
 }
 
 // Rotate completes table's current part file (see Checkpoint).

@@ -69,7 +69,6 @@ const RunsTable = "runs"
 type DuckDB struct {
 	staged
 	path    string
-	date    string
 	tables  []schemas.Table
 	log     zerolog.Logger
 	history bool
@@ -112,9 +111,8 @@ func NewDuckDB(path string, tables []schemas.Table, runID string, snapshotDate t
 	date := civilDate(snapshotDate)
 	kv := map[string]string{KVRunID: runID, KVSnapshotDate: date}
 	d := &DuckDB{
-		staged:  staged{runID: runID, staging: staging, cp: &checkpointer{staging: staging}},
+		staged:  staged{runID: runID, date: date, staging: staging, cp: &checkpointer{staging: staging}},
 		path:    abs,
-		date:    date,
 		tables:  tables,
 		history: o.history,
 		log:     o.log.With().Str("sink", "duckdb").Str("path", abs).Logger(),
@@ -131,36 +129,16 @@ func NewDuckDB(path string, tables []schemas.Table, runID string, snapshotDate t
 // file is not touched either way.
 func (d *DuckDB) Suspend() error { return d.suspend(d.Close) }
 
-// Write appends rec to table's staged file. It may be called concurrently
-// for different tables. The caller keeps ownership of rec.
-func (d *DuckDB) Write(ctx context.Context, table string, rec arrow.Record) error {
-	return d.st.write(ctx, table, rec)
-}
-
 // Commit publishes the run's tables and its runs row in one transaction,
 // checkpoints and closes the database and removes the staged files. On
 // error the database keeps its previous contents.
 func (d *DuckDB) Commit(ctx context.Context, run Run) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.closed || d.committed {
-		return errors.New("duckdb sink: commit after commit or close")
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if run.ID != "" && run.ID != d.runID {
-		return fmt.Errorf("duckdb sink: commit of run %s into sink of run %s", run.ID, d.runID)
-	}
-	run.ID = d.runID
-	if run.SnapshotDate.IsZero() {
-		run.SnapshotDate, _ = time.Parse(time.DateOnly, d.date)
-	}
-	rows, err := d.st.finish()
+	run, err := d.finish(ctx, run)
 	if err != nil {
 		return fmt.Errorf("duckdb sink: %w", err)
 	}
-	run = run.withRows(rows)
 	if err := d.load(ctx, run); err != nil {
 		return fmt.Errorf("duckdb sink: %w", err)
 	}
@@ -169,7 +147,7 @@ func (d *DuckDB) Commit(ctx context.Context, run Run) error {
 		d.log.Warn().Err(err).Str("staging", d.staging).Msg("remove staging folder")
 	}
 	for _, t := range d.tables {
-		d.log.Info().Str("table", t.Name).Int64("rows", rows[t.Name]).Str("snapshot_date", d.date).Msg("published")
+		d.log.Info().Str("table", t.Name).Int64("rows", run.Rows[t.Name]).Str("snapshot_date", d.date).Msg("published")
 	}
 	return nil
 }

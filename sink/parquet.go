@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/rs/zerolog"
 
 	"github.com/convsync/convsync/schemas"
@@ -45,7 +44,6 @@ const (
 type Parquet struct {
 	staged
 	dir         string
-	date        string
 	tables      []schemas.Table
 	log         zerolog.Logger
 	keepStaging bool // a failed Commit left old partitions in staging
@@ -81,9 +79,8 @@ func NewParquet(dir string, tables []schemas.Table, runID string, snapshotDate t
 	date := civilDate(snapshotDate)
 	kv := map[string]string{KVRunID: runID, KVSnapshotDate: date}
 	p := &Parquet{
-		staged: staged{runID: runID, staging: staging, cp: &checkpointer{staging: staging}},
+		staged: staged{runID: runID, date: date, staging: staging, cp: &checkpointer{staging: staging}},
 		dir:    abs,
-		date:   date,
 		tables: tables,
 		log:    o.log.With().Str("sink", "parquet").Str("dir", abs).Logger(),
 	}
@@ -103,36 +100,16 @@ func (p *Parquet) Suspend() error { return p.suspend(p.Close) }
 
 func (p *Parquet) partition() string { return "snapshot_date=" + p.date }
 
-// Write appends rec to table's staged file. It may be called concurrently
-// for different tables. The caller keeps ownership of rec.
-func (p *Parquet) Write(ctx context.Context, table string, rec arrow.Record) error {
-	return p.st.write(ctx, table, rec)
-}
-
 // Commit completes the staged files, swaps each table's partition folder
 // into place and writes DIR/_runs/<runID>.json. If a swap fails, the
 // partitions already swapped are put back.
 func (p *Parquet) Commit(ctx context.Context, run Run) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed || p.committed {
-		return errors.New("parquet sink: commit after commit or close")
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if run.ID != "" && run.ID != p.runID {
-		return fmt.Errorf("parquet sink: commit of run %s into sink of run %s", run.ID, p.runID)
-	}
-	run.ID = p.runID
-	if run.SnapshotDate.IsZero() {
-		run.SnapshotDate, _ = time.Parse(time.DateOnly, p.date)
-	}
-	rows, err := p.st.finish()
+	run, err := p.finish(ctx, run)
 	if err != nil {
 		return fmt.Errorf("parquet sink: %w", err)
 	}
-	run = run.withRows(rows)
 	rec, err := marshalRun(run)
 	if err != nil {
 		return err
@@ -165,7 +142,7 @@ func (p *Parquet) Commit(ctx context.Context, run Run) error {
 		p.log.Warn().Err(err).Str("staging", p.staging).Msg("remove staging folder")
 	}
 	for _, t := range p.tables {
-		p.log.Info().Str("table", t.Name).Int64("rows", rows[t.Name]).Str("snapshot_date", p.date).Msg("published")
+		p.log.Info().Str("table", t.Name).Int64("rows", run.Rows[t.Name]).Str("snapshot_date", p.date).Msg("published")
 	}
 	return nil
 }
