@@ -172,12 +172,18 @@ func isTerminal(f *os.File) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-// newLogger logs to w: readable lines on a terminal, JSON otherwise.
-func newLogger(w io.Writer, level zerolog.Level) zerolog.Logger {
-	if f, ok := w.(*os.File); ok && isTerminal(f) {
-		w = zerolog.ConsoleWriter{Out: f, TimeFormat: time.TimeOnly}
+// newLogger logs to w: readable lines when terminal, JSON otherwise.
+func newLogger(w io.Writer, terminal bool, level zerolog.Level) zerolog.Logger {
+	if terminal {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
 	}
 	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+}
+
+// stderrIsTerminal reports whether w is a terminal.
+func stderrIsTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && isTerminal(f)
 }
 
 func fmtCount(n int64) string {

@@ -58,7 +58,9 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return fmt.Errorf("--history: %w", err)
 		}
 	}
-	log := newLogger(stderr, f.level)
+	prog := newProgress(stderr, f.Progress)
+	log := newLogger(prog, stderrIsTerminal(stderr), f.level)
+	prog.setLogger(&log)
 	env, err := f.connect(ctx, &log)
 	if err != nil {
 		return err
@@ -85,7 +87,6 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer snk.Close()
 
-	prog := newProgress(stderr, f.Progress, &log)
 	log.Info().Str("run_id", runID).Str("base_url", env.baseURL).Str("snapshot_date", f.snapshot.Format(time.DateOnly)).
 		Str("pii", f.PII).Msg("export started")
 	sum, err := jobs.Export(ctx, env.client, snk, jobs.Config{

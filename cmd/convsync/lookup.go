@@ -57,7 +57,9 @@ func runLookup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := f.Validate(os.Getenv); err != nil {
 		return err
 	}
-	log := newLogger(stderr, f.level)
+	prog := newProgress(stderr, f.Progress)
+	log := newLogger(prog, stderrIsTerminal(stderr), f.level)
+	prog.setLogger(&log)
 	env, err := f.connect(ctx, &log)
 	if err != nil {
 		return err
@@ -70,7 +72,6 @@ func runLookup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer snk.Close()
-	prog := newProgress(stderr, f.Progress, &log)
 	log.Info().Str("run_id", runID).Int("subjects", len(subjects)).Str("pii", f.PII).Msg("lookup started")
 	sum, err := jobs.Lookup(ctx, env.client, snk, subjects, jobs.Config{
 		RunID:        runID,
