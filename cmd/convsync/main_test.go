@@ -364,3 +364,39 @@ func TestResumeAfterInterrupt(t *testing.T) {
 		t.Error("checkpoint left after the resumed run committed")
 	}
 }
+
+// TestProgressAndSummary: a live progress line on request, structured
+// progress logs otherwise, and the summary with rows per table, requests
+// and time either way.
+func TestProgressAndSummary(t *testing.T) {
+	_, srv := startAPI(t, fakeapi.Faults{Latency: 2 * time.Millisecond})
+	for _, mode := range []string{"on", "off"} {
+		t.Run(mode, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			db := filepath.Join(t.TempDir(), "c.duckdb")
+			code := run([]string{"export", "--base-url", srv.URL(), "--duckdb", db, "--progress", mode, "--concurrency", "2"}, &out, &errb)
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, errb.String())
+			}
+			stderr := errb.String()
+			live := strings.Contains(stderr, "\r\033[K") && strings.Contains(stderr, "participants ")
+			if live != (mode == "on") {
+				t.Errorf("--progress %s: live line drawn = %v", mode, live)
+			}
+			// Every log line is whole JSON, never glued to a progress line.
+			for _, l := range strings.Split(stderr, "\n") {
+				if l = strings.TrimPrefix(l, "\r\033[K"); l != "" && !strings.HasPrefix(l, "{") && !strings.Contains(l, " req, ") {
+					t.Errorf("stray stderr line %q", l)
+				}
+			}
+			if mode == "off" && !strings.Contains(stderr, `"message":"progress"`) {
+				t.Error("no structured progress log")
+			}
+			for _, want := range []string{"participants", "user_conversations", "requests", "retries", "done in"} {
+				if !strings.Contains(out.String(), want) {
+					t.Errorf("summary lacks %q:\n%s", want, out.String())
+				}
+			}
+		})
+	}
+}
