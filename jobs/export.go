@@ -165,11 +165,11 @@ func Export(ctx context.Context, src Source, snk Sink, cfg Config) (Summary, err
 	})
 	prod.Go(func() error {
 		defer close(users)
-		return listParents(pctx, serviceFan[0], "user", src.Users, ws.byName[schemas.Users.Name], users)
+		return listParents(pctx, serviceFan[0], "user", src.Users, ws.byName[schemas.Users.Name], users, &skipped, log)
 	})
 	prod.Go(func() error {
 		defer close(convs)
-		return listParents(pctx, serviceFan[1], "conversation", src.Conversations, ws.byName[schemas.Conversations.Name], convs)
+		return listParents(pctx, serviceFan[1], "conversation", src.Conversations, ws.byName[schemas.Conversations.Name], convs, &skipped, log)
 	})
 	for range cfg.Concurrency {
 		prod.Go(func() error {
@@ -271,10 +271,18 @@ func walkServices(ctx context.Context, src Source, cfg Config, w *tableWriter, o
 
 // listParents lists users or conversations of each service it receives,
 // queues their rows and sends (service, sid) pairs on for their children.
+// A service deleted during the run (a 404 on the list) keeps its row and is
+// counted as skipped, like a deleted user or conversation.
 func listParents(ctx context.Context, services <-chan string, what string,
-	list func(context.Context, string) iter.Seq2[Object, error], w *tableWriter, out chan<- [2]string) error {
+	list func(context.Context, string) iter.Seq2[Object, error], w *tableWriter, out chan<- [2]string,
+	skipped *atomic.Int64, log zerolog.Logger) error {
 	for svc := range services {
 		for obj, err := range w.unique(list(ctx, svc)) {
+			if errors.Is(err, extract.ErrNotFound) {
+				skipped.Add(1)
+				log.Warn().Str("service", svc).Msgf("service deleted during the run: kept, without %ss", what)
+				break
+			}
 			if err != nil {
 				return fmt.Errorf("list %ss of %s: %w", what, svc, err)
 			}

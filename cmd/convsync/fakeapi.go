@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/convsync/convsync/internal/fakeapi"
@@ -35,6 +36,14 @@ func runFakeAPI(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.Float64Var(&f.RateTruncate, "rate-truncate", 0, "probability of a truncated body")
 	fs.Float64Var(&f.RateRepeat, "rate-repeat", 0, "probability that a follow-on page repeats the previous page's last row")
 	fs.Float64Var(&f.DeletedConversations, "deleted-conversations", 0, "fraction of conversations deleted mid-crawl (404 on their participants)")
+	fs.Func("deleted-services", "comma-separated service `SIDs` listed but 404 on everything under them", func(v string) error {
+		for _, sid := range strings.Split(v, ",") {
+			if sid = strings.TrimSpace(sid); sid != "" {
+				f.DeletedServiceSIDs = append(f.DeletedServiceSIDs, sid)
+			}
+		}
+		return nil
+	})
 	fs.Float64Var(&f.DeletedUsers, "deleted-users", 0, "fraction of users deleted mid-crawl (404 on their conversations)")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err

@@ -47,6 +47,9 @@ type Faults struct {
 	// last row of the page before, as Twilio's cursors do when data changes
 	// during a walk. Clients must deduplicate by key.
 	RateRepeat float64
+	// DeletedServiceSIDs lists services "deleted mid-crawl": they are
+	// listed in /v1/Services, but every route under them answers 404.
+	DeletedServiceSIDs []string
 	// DeletedUsers is the fraction of users whose Conversations list
 	// returns 404 (code 20404) although they are listed. See IsUserDeleted.
 	DeletedUsers float64
@@ -119,6 +122,8 @@ type Counters struct {
 	// DeletedConversation404 and DeletedUser404 count 404s served for
 	// deleted conversations' participants and deleted users' conversations.
 	DeletedConversation404, DeletedUser404 int64
+	// DeletedService404 counts 404s served under deleted services.
+	DeletedService404 int64
 	// PeakInFlight is the highest number of concurrently admitted requests.
 	PeakInFlight int64
 }

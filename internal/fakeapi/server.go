@@ -425,6 +425,10 @@ func (s *Server) serve(r *http.Request, rt route) response {
 		if svc = ds.service(svcSID); svc == nil {
 			return notFound(r)
 		}
+		if slices.Contains(s.faults.DeletedServiceSIDs, svcSID) {
+			s.counters.do(func(c *Counters) { c.DeletedService404++ })
+			return notFound(r)
+		}
 	}
 	q := r.URL.Query()
 	// Canonical path for meta URLs: re-escape the decoded segments.

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"math/big"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -97,8 +98,8 @@ func Flatten(obj map[string]any, service string) Row {
 }
 
 // Expected returns the rows an export of the whole account behind srv
-// should write, flattened; deleted users and conversations keep their rows
-// and have no children.
+// should write, flattened; deleted services, users and conversations keep
+// their rows and have no children.
 func Expected(t testing.TB, ds *fakeapi.Dataset, srv *fakeapi.Server) Tables {
 	t.Helper()
 	base := srv.URL()
@@ -116,6 +117,7 @@ func Expected(t testing.TB, ds *fakeapi.Dataset, srv *fakeapi.Server) Tables {
 		}
 		out[table][k] = r
 	}
+	deletedServices := set(srv.Faults().DeletedServiceSIDs)
 	for _, s := range ds.Services() {
 		svc := s.SID
 		r := Flatten(normalize(t, ds.JSON(base, s)), svc)
@@ -124,6 +126,9 @@ func Expected(t testing.TB, ds *fakeapi.Dataset, srv *fakeapi.Server) Tables {
 			out["services"] = map[string]Row{}
 		}
 		out["services"][Key("services", r)] = r
+		if deletedServices[svc] {
+			continue // listed, but everything under it is gone
+		}
 		for _, u := range ds.Users(svc) {
 			add("users", svc, u)
 			if deletedUsers[u.SID] {
@@ -326,4 +331,29 @@ func SortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(ks)
 	return ks
+}
+
+// Skipped returns how many child lists an export of srv's account finds
+// gone: two per deleted service (users, conversations), one per deleted
+// user or conversation of the other services.
+func Skipped(ds *fakeapi.Dataset, srv *fakeapi.Server) int64 {
+	f := srv.Faults()
+	var n int64
+	for _, s := range ds.Services() {
+		if slices.Contains(f.DeletedServiceSIDs, s.SID) {
+			n += 2
+			continue
+		}
+		for _, u := range ds.Users(s.SID) {
+			if f.IsUserDeleted(u.SID) {
+				n++
+			}
+		}
+		for _, c := range ds.Conversations(s.SID) {
+			if f.IsConversationDeleted(c.SID) {
+				n++
+			}
+		}
+	}
+	return n
 }
