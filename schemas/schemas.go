@@ -27,7 +27,8 @@ const (
 	MetaPIIOrigin = "convsync.pii_origin"
 	MetaKey       = "convsync.key"
 	MetaComment   = "convsync.comment"
-	// MetaJSON is "true" on columns that hold a free-form JSON object as text.
+	// MetaJSON is "true" on columns that hold free-form JSON as text (an
+	// object sent where the spec has a string is kept as its JSON text).
 	MetaJSON = "convsync.json"
 )
 
@@ -187,7 +188,7 @@ var Users = table("users", "conversations.v1.service.service_user", cols(
 	str("role_sid"),
 	str("identity").std(),
 	str("friendly_name").std(),
-	str("attributes").sensitive(),
+	str("attributes").sensitive().jsonText(),
 	boolc("is_online"),
 	boolc("is_notifiable"),
 	ts("date_created"),
@@ -209,7 +210,7 @@ var UserConversations = table("user_conversations", "conversations.v1.service.se
 	str("friendly_name").std(),
 	str("conversation_state"),
 	timers("timers", "timers"),
-	str("attributes").sensitive(),
+	str("attributes").sensitive().jsonText(),
 	ts("date_created"),
 	ts("date_updated"),
 	str("created_by").identityBearing(),
@@ -227,7 +228,7 @@ var Conversations = table("conversations", "conversations.v1.service.service_con
 	str("sid").isKey(),
 	str("friendly_name").std(),
 	str("unique_name").std(),
-	str("attributes").sensitive(),
+	str("attributes").sensitive().jsonText(),
 	str("state"),
 	ts("date_created"),
 	ts("date_updated"),
@@ -245,7 +246,7 @@ var Participants = table("participants", "conversations.v1.service.service_conve
 	str("conversation_sid"),
 	str("sid").isKey(),
 	str("identity").std(),
-	str("attributes").sensitive(),
+	str("attributes").sensitive().jsonText(),
 	binding("messaging_binding", "messaging_binding"),
 	str("role_sid"),
 	ts("date_created"),
@@ -271,7 +272,7 @@ var ParticipantConversations = table("participant_conversations", "conversations
 	str("conversation_sid").isKey(),
 	str("conversation_unique_name").std(),
 	str("conversation_friendly_name").std(),
-	str("conversation_attributes").sensitive(),
+	str("conversation_attributes").sensitive().jsonText(),
 	ts("conversation_date_created"),
 	ts("conversation_date_updated"),
 	str("conversation_created_by").identityBearing(),

@@ -147,11 +147,15 @@ func (b *Builder) value(c column, obj map[string]any, rc Context) (any, error) {
 	case arrow.INT64:
 		return asInt(raw)
 	case arrow.BOOL:
-		v, ok := raw.(bool)
-		if !ok {
-			return nil, fmt.Errorf("want boolean, got %s", jsonType(raw))
+		switch v := raw.(type) {
+		case bool:
+			return v, nil
+		case string: // tolerated: "true" / "false"
+			if b, err := strconv.ParseBool(v); err == nil {
+				return b, nil
+			}
 		}
-		return v, nil
+		return nil, fmt.Errorf("want boolean, got %s", jsonType(raw))
 	case arrow.TIMESTAMP:
 		s, ok := raw.(string)
 		if !ok {
@@ -233,6 +237,12 @@ func asInt(v any) (any, error) {
 			return nil, fmt.Errorf("want integer: %w", err)
 		}
 		return n, nil
+	case string: // tolerated: a number sent as a string
+		n, err := strconv.ParseInt(strings.TrimSpace(x), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("want integer, got a non-numeric string")
+		}
+		return n, nil
 	case float64:
 		if x != float64(int64(x)) {
 			return nil, fmt.Errorf("want integer, got fraction")
@@ -260,12 +270,22 @@ func jsonType(v any) string {
 	}
 }
 
-// ParseTime parses an RFC 3339 date-time, with or without fractional
-// seconds, and returns it in UTC.
+// timeLayouts are the date-time forms accepted: RFC 3339 (what Twilio
+// sends), with or without fractional seconds, and, leniently, a space for
+// the T and no zone (taken as UTC).
+var timeLayouts = []string{
+	time.RFC3339Nano,
+	"2006-01-02 15:04:05.999999999Z07:00",
+	"2006-01-02T15:04:05.999999999",
+	"2006-01-02 15:04:05.999999999",
+}
+
+// ParseTime parses a date-time (see timeLayouts) and returns it in UTC.
 func ParseTime(s string) (time.Time, error) {
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("not an RFC 3339 date-time: %q", s)
+	for _, l := range timeLayouts {
+		if t, err := time.Parse(l, s); err == nil {
+			return t.UTC(), nil
+		}
 	}
-	return t.UTC(), nil
+	return time.Time{}, fmt.Errorf("not an RFC 3339 date-time: %q", s)
 }

@@ -271,3 +271,48 @@ func TestHashIsStableAcrossBuilders(t *testing.T) {
 		t.Errorf("hashes differ or are not lowercase hex HMAC: %v", got)
 	}
 }
+
+// TestLenientValues: values a real account or a proxy may send in a looser
+// form than the spec's still land typed.
+func TestLenientValues(t *testing.T) {
+	cases := []struct {
+		name, obj, col string
+		want           any
+	}{
+		{"timestamp with a space", `{"date_created": "2020-05-06 07:08:09Z"}`, "date_created", time.Date(2020, 5, 6, 7, 8, 9, 0, time.UTC)},
+		{"timestamp without zone", `{"date_created": "2020-05-06T07:08:09.5"}`, "date_created", time.Date(2020, 5, 6, 7, 8, 9, 5e8, time.UTC)},
+		{"timestamp with offset", `{"date_created": "2020-05-06T09:08:09+02:00"}`, "date_created", time.Date(2020, 5, 6, 7, 8, 9, 0, time.UTC)},
+		{"integer as string", `{"unread_messages_count": "12"}`, "unread_messages_count", int64(12)},
+		{"attributes as an object", `{"attributes": {"a": [1, "x"]}}`, "attributes", `{"a":[1,"x"]}`},
+		{"empty timestamp", `{"date_created": ""}`, "date_created", nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			b := NewBuilder(memory.DefaultAllocator, schemas.UserConversations, Policy{Mode: PIIKeep})
+			defer b.Release()
+			if err := b.Append(decode(t, tc.obj), Context{}); err != nil {
+				t.Fatal(err)
+			}
+			rec := b.NewRecord()
+			defer rec.Release()
+			got := cell(t, rec, tc.col)
+			if gt, ok := got.(time.Time); ok {
+				if !gt.Equal(tc.want.(time.Time)) {
+					t.Errorf("%s = %v, want %v", tc.col, got, tc.want)
+				}
+			} else if got != tc.want {
+				t.Errorf("%s = %#v, want %#v", tc.col, got, tc.want)
+			}
+		})
+	}
+	b := NewBuilder(memory.DefaultAllocator, schemas.Users, Policy{Mode: PIIKeep})
+	defer b.Release()
+	if err := b.Append(decode(t, `{"is_online": "true"}`), Context{}); err != nil {
+		t.Fatal(err)
+	}
+	rec := b.NewRecord()
+	defer rec.Release()
+	if got := cell(t, rec, "is_online"); got != true {
+		t.Errorf("is_online = %v", got)
+	}
+}
