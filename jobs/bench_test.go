@@ -115,7 +115,10 @@ func BenchmarkExportLatencyBound(b *testing.B) {
 	const latency = 10 * time.Millisecond
 	for _, conc := range []int{1, 4, 16} {
 		b.Run(fmt.Sprintf("concurrency=%d", conc), func(b *testing.B) {
-			ds := fakeapi.NewDataset(fakeapi.DefaultConfig())
+			cfg := fakeapi.DefaultConfig()
+			cfg.UsersPerService *= 4 // long enough that start-up and the tail weigh little
+			cfg.ConversationsPerService *= 4
+			ds := fakeapi.NewDataset(cfg)
 			srv, err := fakeapi.Start("127.0.0.1:0", fakeapi.Options{Dataset: ds, Faults: fakeapi.Faults{Latency: latency}})
 			if err != nil {
 				b.Fatal(err)
