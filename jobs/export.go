@@ -99,7 +99,8 @@ type Summary struct {
 
 // Export walks every service of the account (or cfg.Services) and writes
 // the five export tables to snk, committing only when every list was read
-// completely. On error nothing is committed; the caller closes snk.
+// completely. On error nothing is committed; the caller ends snk with
+// Suspend (which keeps a checkpointed run for a resume) or Close.
 func Export(ctx context.Context, src Source, snk Sink, cfg Config) (Summary, error) {
 	cfg.defaults()
 	log := logger(cfg.Logger)
