@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/apache/arrow/go/v17/arrow"
+
+	"github.com/convsync/convsync/schemas"
 )
 
 // Checkpoints let an interrupted run continue where it stopped (export
@@ -265,6 +267,34 @@ type staged struct {
 	mu        sync.Mutex
 	committed bool
 	closed    bool
+}
+
+// openStaged creates a run's staging folder, or reopens it to resume
+// (WithResume), and prepares its stage; dirOf places each table's part
+// files in it. With globFallback, a folder whose path holds glob
+// characters is replaced by one in the temporary directory (such a run
+// cannot be resumed).
+func openStaged(staging string, globFallback bool, runID string, snapshotDate time.Time, tables []schemas.Table, o options,
+	dirOf func(schemas.Table) string) (*staged, error) {
+	var err error
+	switch {
+	case o.resume != nil:
+		err = openResumed(staging, runID, o)
+	case globFallback && strings.ContainsAny(staging, "*?[]{}"):
+		staging, err = os.MkdirTemp("", "convsync-staging-"+runID+"-")
+	default:
+		err = os.Mkdir(staging, 0o755)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create staging folder: %w", err)
+	}
+	date := civilDate(snapshotDate)
+	s := &staged{runID: runID, date: date, staging: staging, cp: &checkpointer{staging: staging}}
+	s.st = newStage(staging, tables, map[string]string{KVRunID: runID, KVSnapshotDate: date}, o, dirOf)
+	if err := s.cp.resume(s.st, o); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 // Write appends rec to table's staged file. It may be called concurrently

@@ -67,7 +67,7 @@ const RunsTable = "runs"
 //
 //	SELECT table_name, column_name, comment FROM duckdb_columns() WHERE comment LIKE 'pii:%'
 type DuckDB struct {
-	staged
+	*staged
 	path    string
 	tables  []schemas.Table
 	log     zerolog.Logger
@@ -95,33 +95,20 @@ func NewDuckDB(path string, tables []schemas.Table, runID string, snapshotDate t
 	if err := os.MkdirAll(filepath.Dir(abs), 0o755); err != nil {
 		return nil, err
 	}
-	staging := abs + stagingPrefix + runID
-	if o.resume != nil {
-		err = openResumed(staging, runID, o)
-	} else if strings.ContainsAny(staging, "*?[]{}") {
-		// read_parquet would take the path for a glob pattern: stage
-		// in the temporary directory instead.
-		staging, err = os.MkdirTemp("", "convsync-staging-"+runID+"-")
-	} else {
-		err = os.Mkdir(staging, 0o755)
-	}
+	// read_parquet would take a path with glob characters for a pattern:
+	// such a database stages in the temporary directory instead.
+	sd, err := openStaged(abs+stagingPrefix+runID, true, runID, snapshotDate, tables, o,
+		func(t schemas.Table) string { return t.Name })
 	if err != nil {
-		return nil, fmt.Errorf("create staging folder: %w", err)
+		return nil, err
 	}
-	date := civilDate(snapshotDate)
-	kv := map[string]string{KVRunID: runID, KVSnapshotDate: date}
-	d := &DuckDB{
-		staged:  staged{runID: runID, date: date, staging: staging, cp: &checkpointer{staging: staging}},
+	return &DuckDB{
+		staged:  sd,
 		path:    abs,
 		tables:  tables,
 		history: o.history,
 		log:     o.log.With().Str("sink", "duckdb").Str("path", abs).Logger(),
-	}
-	d.st = newStage(staging, tables, kv, o, func(t schemas.Table) string { return t.Name })
-	if err := d.cp.resume(d.st, o); err != nil {
-		return nil, err
-	}
-	return d, nil
+	}, nil
 }
 
 // Suspend ends a run that failed: like Close, but when a checkpoint was

@@ -42,7 +42,7 @@ const (
 // so a reader sees the old files or the new ones, never a partly written
 // file.
 type Parquet struct {
-	staged
+	*staged
 	dir         string
 	tables      []schemas.Table
 	log         zerolog.Logger
@@ -67,30 +67,18 @@ func NewParquet(dir string, tables []schemas.Table, runID string, snapshotDate t
 	if err := os.MkdirAll(abs, 0o755); err != nil {
 		return nil, err
 	}
-	staging := filepath.Join(abs, stagingPrefix+runID)
-	if o.resume != nil {
-		err = openResumed(staging, runID, o)
-	} else {
-		err = os.Mkdir(staging, 0o755)
-	}
+	partition := "snapshot_date=" + civilDate(snapshotDate)
+	sd, err := openStaged(filepath.Join(abs, stagingPrefix+runID), false, runID, snapshotDate, tables, o,
+		func(t schemas.Table) string { return filepath.Join(t.Name, partition) })
 	if err != nil {
-		return nil, fmt.Errorf("create staging folder: %w", err)
+		return nil, err
 	}
-	date := civilDate(snapshotDate)
-	kv := map[string]string{KVRunID: runID, KVSnapshotDate: date}
-	p := &Parquet{
-		staged: staged{runID: runID, date: date, staging: staging, cp: &checkpointer{staging: staging}},
+	return &Parquet{
+		staged: sd,
 		dir:    abs,
 		tables: tables,
 		log:    o.log.With().Str("sink", "parquet").Str("dir", abs).Logger(),
-	}
-	p.st = newStage(staging, tables, kv, o, func(t schemas.Table) string {
-		return filepath.Join(t.Name, p.partition())
-	})
-	if err := p.cp.resume(p.st, o); err != nil {
-		return nil, err
-	}
-	return p, nil
+	}, nil
 }
 
 // Suspend ends a run that failed: like Close, but when a checkpoint was
