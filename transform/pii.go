@@ -50,10 +50,6 @@ func (p Policy) Validate() error {
 	}
 }
 
-// Hides reports whether the policy keeps raw values of PII columns out of
-// everything the run writes (hash and redact do).
-func (p Policy) Hides() bool { return p.Mode == PIIHash || p.Mode == PIIRedact }
-
 // Hash returns the lowercase hex HMAC-SHA256 of v under the policy's key.
 func (p Policy) Hash(v string) string {
 	m := hmac.New(sha256.New, p.Key)
