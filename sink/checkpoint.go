@@ -65,6 +65,9 @@ func WithResume(cp *Checkpoint, keep []string) Option {
 type checkpointer struct {
 	staging string
 	doneLen int64
+	// orphan is set for staging no later run can find (moved to the
+	// temporary directory): a failed run then keeps nothing.
+	orphan bool
 }
 
 // write records a checkpoint: done is appended to done.log, then
@@ -114,10 +117,10 @@ func (c *checkpointer) write(runID string, tables map[string]PartState, state []
 	return syncDir(c.staging)
 }
 
-// exists reports whether a checkpoint was written.
+// exists reports whether a checkpoint a later run can resume was written.
 func (c *checkpointer) exists() bool {
 	_, err := os.Stat(filepath.Join(c.staging, checkpointFile))
-	return err == nil
+	return err == nil && !c.orphan
 }
 
 // readCheckpoint reads the checkpoint in a staging folder.
@@ -277,11 +280,13 @@ type staged struct {
 func openStaged(staging string, globFallback bool, runID string, snapshotDate time.Time, tables []schemas.Table, o options,
 	dirOf func(schemas.Table) string) (*staged, error) {
 	var err error
+	orphan := false
 	switch {
 	case o.resume != nil:
 		err = openResumed(staging, runID, o)
 	case globFallback && strings.ContainsAny(staging, "*?[]{}"):
 		staging, err = os.MkdirTemp("", "convsync-staging-"+runID+"-")
+		orphan = true
 	default:
 		err = os.Mkdir(staging, 0o755)
 	}
@@ -289,7 +294,7 @@ func openStaged(staging string, globFallback bool, runID string, snapshotDate ti
 		return nil, fmt.Errorf("create staging folder: %w", err)
 	}
 	date := civilDate(snapshotDate)
-	s := &staged{runID: runID, date: date, staging: staging, cp: &checkpointer{staging: staging}}
+	s := &staged{runID: runID, date: date, staging: staging, cp: &checkpointer{staging: staging, orphan: orphan}}
 	s.st = newStage(staging, tables, map[string]string{KVRunID: runID, KVSnapshotDate: date}, o, dirOf)
 	if err := s.cp.resume(s.st, o); err != nil {
 		return nil, err
