@@ -87,35 +87,34 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer snk.Close()
 
+	checkpointFirst := f.Checkpoint
+	if checkpointFirst == 0 {
+		checkpointFirst = -1 // off
+	}
 	log.Info().Str("run_id", runID).Str("base_url", env.baseURL).Str("snapshot_date", f.snapshot.Format(time.DateOnly)).
 		Str("pii", f.PII).Msg("export started")
 	sum, err := jobs.Export(ctx, env.client, snk, jobs.Config{
-		RunID:        runID,
-		SnapshotDate: f.snapshot,
-		Concurrency:  f.Concurrency,
-		Services:     f.services,
-		Policy:       f.policy,
-		Logger:       &log,
-		Progress:     prog.update,
-		Fingerprint:  fp,
-		Resume:       resume,
-		CheckpointFirst: func() time.Duration {
-			if f.Checkpoint == 0 {
-				return -1
-			}
-			return f.Checkpoint
-		}(),
+		RunID:           runID,
+		SnapshotDate:    f.snapshot,
+		Concurrency:     f.Concurrency,
+		Services:        f.services,
+		Policy:          f.policy,
+		Logger:          &log,
+		Progress:        prog.update,
+		Fingerprint:     fp,
+		Resume:          resume,
+		CheckpointFirst: checkpointFirst,
 	})
 	prog.finish()
 	if err != nil {
 		if serr := snk.Suspend(); serr != nil {
 			log.Warn().Err(serr).Msg("clean up staging")
 		}
-		hint := ""
+		err = fmt.Errorf("export failed after %d requests: %w", sum.Run.Requests, err)
 		if cp, _ := findAny(f.outputs()); cp != nil {
-			hint = "; run again with --resume to continue where it stopped"
+			err = fmt.Errorf("%w; %w", err, errResumable)
 		}
-		return fmt.Errorf("export failed after %d requests: %w%s", sum.Run.Requests, err, hint)
+		return err
 	}
 	if err := snk.Close(); err != nil {
 		return fmt.Errorf("close outputs: %w", err)
@@ -126,6 +125,9 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	return nil
 }
+
+// errResumable marks a failure that left a checkpoint to resume from.
+var errResumable = errors.New("run again with --resume to continue where it stopped")
 
 // firstQuery is the query the summary suggests.
 const firstQuery = "SELECT chat_service_sid, coalesce(messaging_binding_type, 'chat') AS binding, count(*) AS participants FROM participants GROUP BY ALL ORDER BY ALL"

@@ -86,7 +86,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if sig := caughtSignal(ctx); sig != nil {
 		code = 128 + int(sig.(syscall.Signal))
-		err = fmt.Errorf("interrupted by %s: nothing was published, the outputs of the last good run are as they were", sig)
+		msg := fmt.Sprintf("interrupted by %s: nothing was published, the outputs of the last good run are as they were", sig)
+		if errors.Is(err, errResumable) {
+			msg += "; " + errResumable.Error()
+		}
+		err = errors.New(msg)
 	}
 	fmt.Fprintf(stderr, "convsync: %s\n", oneLine(err.Error()))
 	return code

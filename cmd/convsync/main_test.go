@@ -328,6 +328,9 @@ func TestResumeAfterInterrupt(t *testing.T) {
 	if r.code != 143 {
 		t.Fatalf("interrupted export: exit %d, want 143: %s", r.code, r.lastStderrLine())
 	}
+	if last := r.lastStderrLine(); !strings.Contains(last, "--resume") {
+		t.Errorf("the interrupted run does not say it can be resumed: %q", last)
+	}
 	first := srv.Counters()
 	cp, err := sink.FindCheckpoint(db, true)
 	if err != nil || cp == nil {
