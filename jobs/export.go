@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"iter"
-	"sync/atomic"
 	"time"
 
 	"github.com/apache/arrow/go/v17/arrow/memory"
@@ -114,22 +113,13 @@ func Export(ctx context.Context, src Source, snk Sink, cfg Config) (Summary, err
 		log.Info().Int("parents_finished", cfg.Resume.Finished()).Int("checkpoints", prior.Checkpoints).
 			Msg("resuming the interrupted run: fetching only the child lists it had not finished")
 	}
-	var skipped atomic.Int64
-	skippedSIDs := make(chan string, 64)
-	var skippedList []string
-	collectDone := make(chan struct{})
-	go func() {
-		defer close(collectDone)
-		for s := range skippedSIDs {
-			skippedList = append(skippedList, s)
-		}
-	}()
+	skipped := &skips{}
 
 	g, gctx := errgroup.WithContext(ctx)
 	for _, w := range ws.order {
 		g.Go(func() error { return w.run(gctx, snk, cfg.Allocator, cfg.BatchRows) })
 	}
-	stopProgress := startProgress(gctx, cfg.Progress, started, ws, src, &skipped)
+	stopProgress := startProgress(gctx, cfg.Progress, started, ws, src, skipped.count)
 
 	// Producers: the fetch side. When every producer is done, the writers'
 	// queues are closed and the writers flush what they hold.
@@ -166,18 +156,18 @@ func Export(ctx context.Context, src Source, snk Sink, cfg Config) (Summary, err
 	})
 	prod.Go(func() error {
 		defer close(users)
-		return listParents(pctx, serviceFan[0], "user", src.Users, ws.byName[schemas.Users.Name], users, &skipped, log)
+		return listParents(pctx, serviceFan[0], "user", src.Users, ws.byName[schemas.Users.Name], users, skipped, log)
 	})
 	prod.Go(func() error {
 		defer close(convs)
-		return listParents(pctx, serviceFan[1], "conversation", src.Conversations, ws.byName[schemas.Conversations.Name], convs, &skipped, log)
+		return listParents(pctx, serviceFan[1], "conversation", src.Conversations, ws.byName[schemas.Conversations.Name], convs, skipped, log)
 	})
 	for range cfg.Concurrency {
 		prod.Go(func() error {
-			return listChildren(pctx, users, "user", src.UserConversations, ws.byName[schemas.UserConversations.Name], cps, &skipped, skippedSIDs, log)
+			return listChildren(pctx, users, "user", src.UserConversations, ws.byName[schemas.UserConversations.Name], cps, skipped, log)
 		})
 		prod.Go(func() error {
-			return listChildren(pctx, convs, "conversation", src.Participants, ws.byName[schemas.Participants.Name], cps, &skipped, skippedSIDs, log)
+			return listChildren(pctx, convs, "conversation", src.Participants, ws.byName[schemas.Participants.Name], cps, skipped, log)
 		})
 	}
 	// Checkpoints run beside the producers and stop before the queues close.
@@ -189,7 +179,7 @@ func Export(ctx context.Context, src Source, snk Sink, cfg Config) (Summary, err
 		}
 		return ResumeState{Fingerprint: cfg.Fingerprint, Started: started, Rows: rows,
 			Requests: prior.Requests + st.Requests, Retries: prior.Retries + st.Retries,
-			Skipped: prior.Skipped + skipped.Load(), Checkpoints: prior.Checkpoints}
+			Skipped: prior.Skipped + skipped.count(), Checkpoints: prior.Checkpoints}
 	}
 	stopCP := make(chan struct{})
 	cpDone := make(chan error, 1)
@@ -212,11 +202,9 @@ func Export(ctx context.Context, src Source, snk Sink, cfg Config) (Summary, err
 		return err
 	})
 	err := g.Wait()
-	close(skippedSIDs)
-	<-collectDone
 	stopProgress()
 
-	sum := Summary{Skipped: skippedList}
+	sum := Summary{Skipped: skipped.list()}
 	for _, w := range ws.order {
 		sum.Duplicates += w.dupes.Load()
 	}
@@ -232,24 +220,13 @@ func Export(ctx context.Context, src Source, snk Sink, cfg Config) (Summary, err
 		Rows:           ws.counts(),
 		Requests:       prior.Requests + st.Requests,
 		Retries:        prior.Retries + st.Retries,
-		ParentsSkipped: prior.Skipped + skipped.Load(),
+		ParentsSkipped: prior.Skipped + skipped.count(),
 		Services:       walked,
 	}
 	for t, n := range prior.Rows {
 		sum.Run.Rows[t] += n
 	}
-	if err != nil {
-		sum.Run.Status = "failed"
-		return sum, err
-	}
-	if err := snk.Commit(ctx, sum.Run); err != nil {
-		sum.Run.Status = "failed"
-		return sum, fmt.Errorf("commit: %w", err)
-	}
-	if cfg.Progress != nil {
-		cfg.Progress(Progress{Elapsed: time.Since(started), Rows: sum.Run.Rows, Stats: src.Stats(), ParentsSkipped: skipped.Load(), Done: true})
-	}
-	return sum, nil
+	return sum, publish(ctx, snk, &sum.Run, err, cfg.Progress, src.Stats())
 }
 
 // walkServices lists the account's services (or cfg.Services), queues
@@ -276,11 +253,11 @@ func walkServices(ctx context.Context, src Source, cfg Config, w *tableWriter, o
 // counted as skipped, like a deleted user or conversation.
 func listParents(ctx context.Context, services <-chan string, what string,
 	list func(context.Context, string) iter.Seq2[Object, error], w *tableWriter, out chan<- [2]string,
-	skipped *atomic.Int64, log zerolog.Logger) error {
+	skipped *skips, log zerolog.Logger) error {
 	for svc := range services {
 		for obj, err := range w.unique(list(ctx, svc)) {
 			if errors.Is(err, extract.ErrNotFound) {
-				skipped.Add(1)
+				skipped.add(svc)
 				log.Warn().Str("service", svc).Msgf("service deleted during the run: kept, without %ss", what)
 				break
 			}
@@ -309,7 +286,7 @@ func listParents(ctx context.Context, services <-chan string, what string,
 // skipped, and the run goes on.
 func listChildren(ctx context.Context, parents <-chan [2]string, what string,
 	list func(context.Context, string, string) iter.Seq2[Object, error], w *tableWriter,
-	cps *checkpoints, skipped *atomic.Int64, skippedSIDs chan<- string, log zerolog.Logger) error {
+	cps *checkpoints, skipped *skips, log zerolog.Logger) error {
 	for p := range parents {
 		svc, sid := p[0], p[1]
 		key := unitKey(what, svc, sid)
@@ -320,7 +297,7 @@ func listChildren(ctx context.Context, parents <-chan [2]string, what string,
 		if err != nil && !errors.Is(err, extract.ErrNotFound) {
 			return fmt.Errorf("list %s %s of service %s: %w", what, sid, svc, err)
 		}
-		if err := queueChildren(ctx, w, cps, key, svc, sid, what, objs, err != nil, skipped, skippedSIDs, log); err != nil {
+		if err := queueChildren(ctx, w, cps, key, svc, sid, what, objs, err != nil, skipped, log); err != nil {
 			return err
 		}
 	}
@@ -331,17 +308,12 @@ func listChildren(ctx context.Context, parents <-chan [2]string, what string,
 // deleted, and marks it finished, all under the checkpoint hold so that a
 // checkpoint sees either all of it or none.
 func queueChildren(ctx context.Context, w *tableWriter, cps *checkpoints, key, svc, sid, what string, objs []Object, deleted bool,
-	skipped *atomic.Int64, skippedSIDs chan<- string, log zerolog.Logger) error {
+	skipped *skips, log zerolog.Logger) error {
 	cps.hold.RLock()
 	defer cps.hold.RUnlock()
 	if deleted {
-		skipped.Add(1)
+		skipped.add(sid)
 		log.Info().Str("service", svc).Str(what, sid).Msgf("%s deleted during the run: kept, without child rows", what)
-		select {
-		case skippedSIDs <- sid:
-		case <-ctx.Done():
-			return context.Cause(ctx)
-		}
 	}
 	for _, obj := range objs {
 		if err := w.send(ctx, row{obj: obj, rc: transform.Context{ServiceSID: svc}}); err != nil {
@@ -354,7 +326,7 @@ func queueChildren(ctx context.Context, w *tableWriter, cps *checkpoints, key, s
 
 // startProgress calls report about once a second until the returned stop
 // function is called.
-func startProgress(ctx context.Context, report func(Progress), started time.Time, ws *writers, src interface{ Stats() extract.Stats }, skipped *atomic.Int64) (stop func()) {
+func startProgress(ctx context.Context, report func(Progress), started time.Time, ws *writers, src interface{ Stats() extract.Stats }, skipped func() int64) (stop func()) {
 	if report == nil {
 		return func() {}
 	}
@@ -371,7 +343,7 @@ func startProgress(ctx context.Context, report func(Progress), started time.Time
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				report(Progress{Elapsed: time.Since(started), Rows: ws.counts(), Stats: src.Stats(), ParentsSkipped: skipped.Load()})
+				report(Progress{Elapsed: time.Since(started), Rows: ws.counts(), Stats: src.Stats(), ParentsSkipped: skipped()})
 			}
 		}
 	}()

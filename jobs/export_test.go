@@ -102,6 +102,9 @@ func TestExportEndToEndWithFaults(t *testing.T) {
 		}
 	}
 	deleted := testkit.Skipped(ds, srv)
+	if int64(len(sum.Skipped)) != sum.Run.ParentsSkipped {
+		t.Errorf("summary lists %d skipped parents, the run record counts %d", len(sum.Skipped), sum.Run.ParentsSkipped)
+	}
 	if deleted <= 2 || sum.Run.ParentsSkipped != deleted || c.DeletedService404 == 0 {
 		t.Errorf("parents skipped = %d, the simulator deleted %d (service 404s %d)", sum.Run.ParentsSkipped, deleted, c.DeletedService404)
 	}

@@ -43,12 +43,11 @@ func Lookup(ctx context.Context, src LookupSource, snk Sink, subjects []extract.
 	}
 	ws := newWriters(schemas.Lookup, cfg.Policy, cfg.RunID)
 	w := ws.byName[schemas.ParticipantConversations.Name]
-	var skipped atomic.Int64
 	found := make([]atomic.Int64, len(subjects))
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return w.run(gctx, snk, cfg.Allocator, cfg.BatchRows) })
-	stopProgress := startProgress(gctx, cfg.Progress, started, ws, src, &skipped)
+	stopProgress := startProgress(gctx, cfg.Progress, started, ws, src, func() int64 { return 0 })
 
 	var services []string // written by the lookup goroutine, read after Wait
 	g.Go(func() error {
@@ -109,15 +108,7 @@ func Lookup(ctx context.Context, src LookupSource, snk Sink, subjects []extract.
 			sum.NotFound = append(sum.NotFound, i)
 		}
 	}
-	if err != nil {
-		sum.Run.Status = "failed"
-		return sum, err
-	}
-	if err := snk.Commit(ctx, sum.Run); err != nil {
-		sum.Run.Status = "failed"
-		return sum, fmt.Errorf("commit: %w", err)
-	}
-	return sum, nil
+	return sum, publish(ctx, snk, &sum.Run, err, cfg.Progress, src.Stats())
 }
 
 // lookupServices returns the SIDs of the services to search.

@@ -18,6 +18,7 @@ import (
 	"github.com/apache/arrow/go/v17/arrow/memory"
 	"github.com/rs/zerolog"
 
+	"github.com/convsync/convsync/extract"
 	"github.com/convsync/convsync/schemas"
 	"github.com/convsync/convsync/sink"
 	"github.com/convsync/convsync/transform"
@@ -282,6 +283,50 @@ func eachService(ctx context.Context, list func(context.Context) iter.Seq2[Objec
 	if len(missing) > 0 {
 		slices.Sort(missing)
 		return fmt.Errorf("--services: the account has no service %s", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// skips records the parents (services, users, conversations) found deleted
+// while the run walked them.
+type skips struct {
+	mu   sync.Mutex
+	sids []string
+}
+
+func (s *skips) add(sid string) {
+	s.mu.Lock()
+	s.sids = append(s.sids, sid)
+	s.mu.Unlock()
+}
+
+func (s *skips) count() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return int64(len(s.sids))
+}
+
+func (s *skips) list() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.sids)
+}
+
+// publish ends a run that err did not stop by committing it to snk and
+// reporting the final progress; a run that failed, or whose commit failed,
+// is marked so and nothing is published.
+func publish(ctx context.Context, snk Sink, run *sink.Run, err error, report func(Progress), st extract.Stats) error {
+	if err == nil {
+		if err = snk.Commit(ctx, *run); err != nil {
+			err = fmt.Errorf("commit: %w", err)
+		}
+	}
+	if err != nil {
+		run.Status = "failed"
+		return err
+	}
+	if report != nil {
+		report(Progress{Elapsed: run.Ended.Sub(run.Started), Rows: run.Rows, Stats: st, ParentsSkipped: run.ParentsSkipped, Done: true})
 	}
 	return nil
 }
