@@ -131,20 +131,32 @@ func (s *stage) resumeFrom(prior map[string]PartState) error {
 // everything written to the table so far is durable; the next write starts
 // a new part.
 func (s *stage) rotate(table string) error {
+	return s.withTable("rotate", table, s.rotateFile)
+}
+
+// withTable runs fn on table's file, holding the stage open and the file
+// locked; fn is not run after commit or close, or on a file a failed write
+// made unusable.
+func (s *stage) withTable(op, table string, fn func(*tableFile) error) error {
 	s.state.RLock()
 	defer s.state.RUnlock()
 	if s.ended {
-		return errors.New("rotate after commit or close")
+		return fmt.Errorf("%s after commit or close", op)
 	}
 	tf, ok := s.files[table]
 	if !ok {
-		return fmt.Errorf("rotate unknown table %q", table)
+		return fmt.Errorf("%s: unknown table %q", op, table)
 	}
 	tf.mu.Lock()
 	defer tf.mu.Unlock()
 	if tf.err != nil {
 		return tf.err
 	}
+	return fn(tf)
+}
+
+// rotateFile completes tf's current part, if any (see rotate).
+func (s *stage) rotateFile(tf *tableFile) error {
 	if tf.fw == nil {
 		return nil
 	}
@@ -202,20 +214,12 @@ func (s *stage) write(ctx context.Context, table string, rec arrow.Record) error
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	s.state.RLock()
-	defer s.state.RUnlock()
-	if s.ended {
-		return errors.New("write after commit or close")
-	}
-	tf, ok := s.files[table]
-	if !ok {
-		return fmt.Errorf("write to unknown table %q", table)
-	}
-	tf.mu.Lock()
-	defer tf.mu.Unlock()
-	if tf.err != nil {
-		return tf.err
-	}
+	return s.withTable("write", table, func(tf *tableFile) error { return s.writeFile(tf, rec) })
+}
+
+// writeFile appends rec to tf (see write).
+func (s *stage) writeFile(tf *tableFile, rec arrow.Record) error {
+	table := tf.table.Name
 	rec, err := conform(tf.table.Schema, rec)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", table, err)
