@@ -58,10 +58,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return fmt.Errorf("--history: %w", err)
 		}
 	}
-	prog := newProgress(stderr, f.Progress)
-	log := newLogger(prog, stderrIsTerminal(stderr), f.level)
-	prog.setLogger(&log)
-	env, err := f.connect(ctx, &log)
+	prog, log, env, err := f.start(ctx, stderr)
 	if err != nil {
 		return err
 	}
@@ -144,6 +141,16 @@ func (e *env) close() {
 	if e.fake != nil {
 		e.fake.Close()
 	}
+}
+
+// start sets up what a run needs before it opens its outputs: progress,
+// the logger (whose lines clear the live progress line), and the API client.
+func (c *common) start(ctx context.Context, stderr io.Writer) (*progress, zerolog.Logger, *env, error) {
+	prog := newProgress(stderr, c.Progress)
+	log := newLogger(prog, stderrIsTerminal(stderr), c.level)
+	prog.setLogger(&log)
+	e, err := c.connect(ctx, &log)
+	return prog, log, e, err
 }
 
 // connect builds the API client: against Twilio (or --base-url) with the

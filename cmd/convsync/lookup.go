@@ -57,10 +57,7 @@ func runLookup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := f.Validate(os.Getenv); err != nil {
 		return err
 	}
-	prog := newProgress(stderr, f.Progress)
-	log := newLogger(prog, stderrIsTerminal(stderr), f.level)
-	prog.setLogger(&log)
-	env, err := f.connect(ctx, &log)
+	prog, log, env, err := f.start(ctx, stderr)
 	if err != nil {
 		return err
 	}
