@@ -103,8 +103,7 @@ func Flatten(obj map[string]any, service string) Row {
 func Expected(t testing.TB, ds *fakeapi.Dataset, srv *fakeapi.Server) Tables {
 	t.Helper()
 	base := srv.URL()
-	deletedUsers := set(srv.DeletedUserSIDs())
-	deletedConvs := set(srv.DeletedConversationSIDs())
+	f := srv.Faults()
 	out := Tables{}
 	add := func(table, svc string, obj any) {
 		r := Flatten(normalize(t, ds.JSON(base, obj)), svc)
@@ -117,7 +116,6 @@ func Expected(t testing.TB, ds *fakeapi.Dataset, srv *fakeapi.Server) Tables {
 		}
 		out[table][k] = r
 	}
-	deletedServices := set(srv.Faults().DeletedServiceSIDs)
 	for _, s := range ds.Services() {
 		svc := s.SID
 		r := Flatten(normalize(t, ds.JSON(base, s)), svc)
@@ -126,12 +124,12 @@ func Expected(t testing.TB, ds *fakeapi.Dataset, srv *fakeapi.Server) Tables {
 			out["services"] = map[string]Row{}
 		}
 		out["services"][Key("services", r)] = r
-		if deletedServices[svc] {
+		if slices.Contains(f.DeletedServiceSIDs, svc) {
 			continue // listed, but everything under it is gone
 		}
 		for _, u := range ds.Users(svc) {
 			add("users", svc, u)
-			if deletedUsers[u.SID] {
+			if f.IsUserDeleted(u.SID) {
 				continue
 			}
 			for _, uc := range ds.UserConversations(svc, u.SID) {
@@ -140,7 +138,7 @@ func Expected(t testing.TB, ds *fakeapi.Dataset, srv *fakeapi.Server) Tables {
 		}
 		for _, c := range ds.Conversations(svc) {
 			add("conversations", svc, c)
-			if deletedConvs[c.SID] {
+			if f.IsConversationDeleted(c.SID) {
 				continue
 			}
 			for _, p := range ds.Participants(svc, c.SID) {
