@@ -4,6 +4,8 @@ go 1.26.8
 
 require github.com/apache/arrow/go/v17 v17.0.0
 
+require github.com/valyala/fastjson v1.6.10 // indirect
+
 require (
 	github.com/JohnCGriffin/overflow v0.0.0-20211019200055-46fa312c352c // indirect
 	github.com/andybalholm/brotli v1.2.0 // indirect

@@ -1,18 +1,22 @@
 // Package extract is convsync's client for the Twilio Conversations v1 REST
-// API. It pages through list endpoints lazily (iter.Seq2), retries transient
-// failures with jittered exponential backoff, caps requests in flight, turns
-// non-2xx responses into *APIError, and never sends credentials to another
-// host nor prints credentials, identities or addresses.
+// API. It pages through list endpoints lazily (iter.Seq2 of pages),
+// decoding each page once, straight from the response body; refuses
+// answers it cannot trust (UntrustedError) rather than returning less;
+// retries transient failures; keeps the requests in flight below the
+// account's concurrency limit, which it finds by itself; bounds the memory
+// of the pages it hands out whatever the server sends; turns non-2xx
+// responses into *APIError; and never sends credentials to another host
+// nor prints credentials, identities or addresses.
 package extract
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -25,21 +29,26 @@ const DefaultBaseURL = "https://conversations.twilio.com"
 
 // Defaults applied by New to zero Config fields.
 const (
-	DefaultConcurrency    = 8
+	DefaultConcurrency    = 100
 	DefaultRequestTimeout = 30 * time.Second
 	DefaultMaxRetries     = 8
 	DefaultBaseBackoff    = 250 * time.Millisecond
 	DefaultMaxBackoff     = 20 * time.Second
+	DefaultMaxRetryAfter  = 2 * time.Minute
+	// MaxConcurrency is the largest Concurrency accepted.
+	MaxConcurrency = 256
 )
 
-// maxBodyBytes caps a response body.
-const maxBodyBytes = 64 << 20
+// maxThrottleRetries bounds the retries of one request answered 429 code
+// 20429 (over the account's concurrency limit). They are flow control, not
+// failures, so they do not count against MaxRetries.
+const maxThrottleRetries = 200
+
+// untrustedRetries bounds the retries of an answer that cannot be trusted.
+const untrustedRetries = 3
 
 // userAgent is sent with every request.
 const userAgent = "convsync"
-
-// Object is one API resource as decoded JSON; numbers are json.Number.
-type Object = map[string]any
 
 // Config configures a Client. Zero fields take the documented defaults.
 type Config struct {
@@ -49,10 +58,10 @@ type Config struct {
 	// Credentials authenticate every request.
 	Credentials Credentials
 	// HTTPClient is optional; it is copied, and the copy refuses redirects to
-	// another host.
+	// another host. By default a transport sized for Concurrency is used.
 	HTTPClient *http.Client
-	// Concurrency is the maximum number of requests in flight across the
-	// client, default 8.
+	// Concurrency is the most requests in flight, default 100; below it the
+	// client finds the account's limit by itself.
 	Concurrency int
 	// RequestTimeout bounds each attempt (request and body read), default 30s.
 	RequestTimeout time.Duration
@@ -60,9 +69,11 @@ type Config struct {
 	// a negative value disables retries.
 	MaxRetries int
 	// BaseBackoff and MaxBackoff shape the full-jitter backoff
-	// rand(0, min(MaxBackoff, BaseBackoff*2^n)); defaults 250ms and 20s. A
-	// Retry-After header (capped at 60s) raises the delay.
+	// rand(0, min(MaxBackoff, BaseBackoff*2^n)); defaults 250ms and 20s.
 	BaseBackoff, MaxBackoff time.Duration
+	// MaxRetryAfter is the longest Retry-After the client waits out
+	// (default 2m); a longer one fails the request at once.
+	MaxRetryAfter time.Duration
 	// Logger receives debug logs per request and page and warnings per retry.
 	// Paths are redacted and credentials are never logged.
 	Logger zerolog.Logger
@@ -73,25 +84,33 @@ type Config struct {
 // Stats is a snapshot of a Client's counters.
 type Stats struct {
 	Requests      int64 // attempts sent
-	Retries       int64 // attempts repeated after a transient failure
-	Pages         int64 // list pages successfully decoded
+	Retries       int64 // attempts repeated after a transient failure or a 429
+	Pages         int64 // list pages decoded
 	Throttled     int64 // 429 responses
 	ServerErrors  int64 // 5xx responses
 	NetworkErrors int64 // transport failures, including short bodies
+	// Limit is the current limit on requests in flight, InFlight the
+	// requests in flight now, PeakInFlight the most at once so far.
+	Limit, InFlight, PeakInFlight int
+	// MemoryHeld is the memory held by pages handed out and not released.
+	MemoryHeld int64
 }
 
 // Client calls the Twilio Conversations API. It is safe for concurrent use.
 type Client struct {
-	base        *url.URL
-	creds       Credentials
-	hc          *http.Client
-	sem         chan struct{}
-	timeout     time.Duration
-	maxRetries  int
-	baseBackoff time.Duration
-	maxBackoff  time.Duration
-	log         zerolog.Logger
-	sleep       func(context.Context, time.Duration) error
+	base          *url.URL
+	creds         Credentials
+	scrubSecrets  []string
+	hc            *http.Client
+	lim           *limiter
+	mem           *budget
+	timeout       time.Duration
+	maxRetries    int
+	baseBackoff   time.Duration
+	maxBackoff    time.Duration
+	maxRetryAfter time.Duration
+	log           zerolog.Logger
+	sleep         func(context.Context, time.Duration) error
 
 	requests, retries, pages, throttled, serverErrors, networkErrors atomic.Int64
 }
@@ -102,43 +121,33 @@ func New(cfg Config) (*Client, error) {
 	if raw == "" {
 		raw = DefaultBaseURL
 	}
-	base, err := url.Parse(raw)
+	base, err := ParseBaseURL(raw)
 	if err != nil {
-		return nil, errors.New("extract: BaseURL is not a valid URL")
-	}
-	switch {
-	case base.Scheme != "http" && base.Scheme != "https":
-		return nil, errors.New("extract: BaseURL must be an absolute http or https URL")
-	case base.Host == "":
-		return nil, errors.New("extract: BaseURL has no host")
-	case base.User != nil:
-		return nil, errors.New("extract: BaseURL must not contain credentials")
-	case base.RawQuery != "" || base.Fragment != "" || base.ForceQuery:
-		return nil, errors.New("extract: BaseURL must not have a query or fragment")
-	}
-	base.Path = strings.TrimRight(base.Path, "/")
-	base.RawPath = ""
-	if err := cfg.Credentials.validate(); err != nil {
 		return nil, err
 	}
-
-	c := &Client{
-		base:        base,
-		creds:       cfg.Credentials,
-		timeout:     cfg.RequestTimeout,
-		maxRetries:  cfg.MaxRetries,
-		baseBackoff: cfg.BaseBackoff,
-		maxBackoff:  cfg.MaxBackoff,
-		log:         cfg.Logger,
-		sleep:       cfg.Sleep,
+	if err := cfg.Credentials.validate(); err != nil {
+		return nil, err
 	}
 	n := cfg.Concurrency
 	if n <= 0 {
 		n = DefaultConcurrency
 	}
-	c.sem = make(chan struct{}, n)
-	if c.timeout <= 0 {
-		c.timeout = DefaultRequestTimeout
+	if n > MaxConcurrency {
+		return nil, fmt.Errorf("concurrency %d is over the maximum %d", n, MaxConcurrency)
+	}
+	c := &Client{
+		base:          base,
+		creds:         cfg.Credentials,
+		scrubSecrets:  cfg.Credentials.Secrets(),
+		lim:           newLimiter(n),
+		mem:           newBudget(softBudget),
+		timeout:       orDefault(cfg.RequestTimeout, DefaultRequestTimeout),
+		maxRetries:    cfg.MaxRetries,
+		baseBackoff:   orDefault(cfg.BaseBackoff, DefaultBaseBackoff),
+		maxBackoff:    orDefault(cfg.MaxBackoff, DefaultMaxBackoff),
+		maxRetryAfter: orDefault(cfg.MaxRetryAfter, DefaultMaxRetryAfter),
+		log:           cfg.Logger,
+		sleep:         cfg.Sleep,
 	}
 	switch {
 	case c.maxRetries == 0:
@@ -146,15 +155,7 @@ func New(cfg Config) (*Client, error) {
 	case c.maxRetries < 0:
 		c.maxRetries = 0
 	}
-	if c.baseBackoff <= 0 {
-		c.baseBackoff = DefaultBaseBackoff
-	}
-	if c.maxBackoff <= 0 {
-		c.maxBackoff = DefaultMaxBackoff
-	}
-	if c.maxBackoff < c.baseBackoff {
-		c.maxBackoff = c.baseBackoff
-	}
+	c.maxBackoff = max(c.maxBackoff, c.baseBackoff)
 	if c.sleep == nil {
 		c.sleep = sleepCtx
 	}
@@ -162,16 +163,60 @@ func New(cfg Config) (*Client, error) {
 		hc := *cfg.HTTPClient
 		c.hc = &hc
 	} else {
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.MaxIdleConnsPerHost = n
-		c.hc = &http.Client{Transport: tr}
+		c.hc = &http.Client{Transport: newTransport(n)}
 	}
 	c.hc.CheckRedirect = c.checkRedirect
 	return c, nil
 }
 
+// newTransport returns a transport that keeps a connection per request
+// in flight (Go's default keeps 2 idle per host, so most would be
+// re-dialled) and speaks HTTP/2 where the server offers it.
+func newTransport(n int) *http.Transport {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns = n
+	tr.MaxIdleConnsPerHost = n
+	tr.ForceAttemptHTTP2 = true
+	return tr
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+// ParseBaseURL checks an API root: an absolute http or https URL without
+// user info, query or fragment. The path loses its trailing slashes.
+func ParseBaseURL(raw string) (*url.URL, error) {
+	base, err := url.Parse(raw)
+	if err != nil {
+		return nil, errors.New("base URL is not a valid URL")
+	}
+	switch {
+	case base.Scheme != "http" && base.Scheme != "https":
+		return nil, errors.New("base URL must be an absolute http or https URL")
+	case base.Host == "":
+		return nil, errors.New("base URL has no host")
+	case base.User != nil:
+		return nil, errors.New("base URL must not contain credentials")
+	case base.RawQuery != "" || base.Fragment != "" || base.ForceQuery:
+		return nil, errors.New("base URL must not have a query or fragment")
+	}
+	base.Scheme = strings.ToLower(base.Scheme)
+	base.Host = strings.ToLower(base.Host)
+	base.Path = strings.TrimRight(base.Path, "/")
+	base.RawPath = ""
+	return base, nil
+}
+
+// BaseURL returns the API root requests go to, normalised.
+func (c *Client) BaseURL() string { return c.base.String() }
+
 // Stats returns a snapshot of the counters; safe to call while running.
 func (c *Client) Stats() Stats {
+	ls := c.lim.snapshot()
 	return Stats{
 		Requests:      c.requests.Load(),
 		Retries:       c.retries.Load(),
@@ -179,6 +224,10 @@ func (c *Client) Stats() Stats {
 		Throttled:     c.throttled.Load(),
 		ServerErrors:  c.serverErrors.Load(),
 		NetworkErrors: c.networkErrors.Load(),
+		Limit:         ls.Limit,
+		InFlight:      ls.InFlight,
+		PeakInFlight:  ls.Peak,
+		MemoryHeld:    c.mem.Held(),
 	}
 }
 
@@ -215,7 +264,7 @@ func (c *Client) endpoint(q url.Values, segs ...string) (*url.URL, error) {
 	b.WriteString(c.base.String())
 	for _, s := range segs {
 		if s == "" {
-			return nil, errors.New("extract: empty path parameter")
+			return nil, errors.New("empty path parameter")
 		}
 		b.WriteByte('/')
 		b.WriteString(escapeSegment(s))
@@ -226,7 +275,7 @@ func (c *Client) endpoint(q url.Values, segs ...string) (*url.URL, error) {
 	}
 	u, err := url.Parse(b.String())
 	if err != nil {
-		return nil, errors.New("extract: cannot build request URL")
+		return nil, errors.New("cannot build request URL")
 	}
 	return u, nil
 }
@@ -243,60 +292,107 @@ func escapeSegment(s string) string {
 	return url.PathEscape(s)
 }
 
-func (c *Client) acquire(ctx context.Context) error {
-	select {
-	case c.sem <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+// request is one GET of a list page (or of a single resource), with what
+// the retry loop needs to know about it.
+type request struct {
+	u      *url.URL
+	path   string // redacted, for errors
+	logURL string // redacted, for logs
+	ticket uint64 // the list walk it belongs to
+	prio   int
 }
 
-func (c *Client) release() { <-c.sem }
+func (c *Client) newRequest(u *url.URL, ticket uint64, prio int) *request {
+	return &request{u: u, path: redactPath(u), logURL: redactURL(u), ticket: ticket, prio: prio}
+}
 
-// get fetches u, retrying transient failures, and hands the 2xx body to
-// decode (inside the retry loop, so malformed JSON is retried).
-func (c *Client) get(ctx context.Context, u *url.URL, decode func([]byte) error) error {
-	path := redactPath(u)
-	logURL := redactURL(u)
-	for retries := 0; ; retries++ {
-		status, retryAfter, err := c.attempt(ctx, u, path, logURL, retries+1, decode)
+// get fetches r, retrying transient failures, and hands the body of the
+// 2xx response to decode (inside the retry loop, so that malformed or
+// untrustworthy answers are retried too). decode must not keep body.
+func (c *Client) get(ctx context.Context, r *request, decode func(body []byte) error) error {
+	retries, throttles := 0, 0
+	prio := r.prio
+	for {
+		if err := c.mem.admit(ctx, r.ticket); err != nil {
+			return fmt.Errorf("twilio: GET %s: %w", r.path, err)
+		}
+		res := c.attempt(ctx, r, prio, retries+throttles+1)
+		err := res.err
 		if err == nil {
-			return nil
+			err = decode(*res.body)
+			putBody(res.body)
+			if err == nil {
+				return nil
+			}
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("twilio: GET %s: %w", path, ctx.Err())
+			return fmt.Errorf("twilio: GET %s: %w", r.path, context.Cause(ctx))
 		}
-		ok, reason := shouldRetry(retries, c.maxRetries, status, err)
+		if res.throttled {
+			// Over the account's concurrency limit: never processed and always
+			// safe to retry, as soon as the limiter gives a slot again.
+			throttles++
+			c.retries.Add(1)
+			if throttles > maxThrottleRetries {
+				return fmt.Errorf("%w (still over the account's concurrency limit after %d attempts)", err, throttles)
+			}
+			prio = prioRetry
+			if d := c.lim.throttlePause(); d > 0 {
+				if err := c.sleep(ctx, d); err != nil {
+					return fmt.Errorf("twilio: GET %s: %w", r.path, err)
+				}
+			}
+			continue
+		}
+		limit := c.maxRetries
+		if errors.Is(err, ErrUntrusted) {
+			limit = min(limit, untrustedRetries)
+		}
+		ok, reason := shouldRetry(retries, limit, res.status, err)
 		if !ok {
 			if retries > 0 {
 				return fmt.Errorf("%w (giving up after %d attempts: %s)", err, retries+1, reason)
 			}
 			return err
 		}
-		d := backoff(c.baseBackoff, c.maxBackoff, retries, parseRetryAfter(retryAfter, time.Now()), rand.Int64N)
+		after := parseRetryAfter(res.retryAfter, time.Now())
+		if after > c.maxRetryAfter {
+			return &RetryAfterError{Method: http.MethodGet, Path: r.path, After: after.String(), Max: c.maxRetryAfter.String()}
+		}
+		d := backoff(c.baseBackoff, c.maxBackoff, retries, after, rand.Int64N)
+		retries++
 		c.retries.Add(1)
-		c.log.Warn().Str("path", logURL).Str("reason", reason).Int("attempt", retries+1).
-			Dur("delay", d).Err(err).Msg("twilio request failed, retrying")
+		c.log.Warn().Str("path", r.logURL).Str("reason", reason).Int("attempt", retries).
+			Dur("delay", d).Str("error", err.Error()).Msg("twilio request failed, retrying")
 		if err := c.sleep(ctx, d); err != nil {
-			return fmt.Errorf("twilio: GET %s: %w", path, err)
+			return fmt.Errorf("twilio: GET %s: %w", r.path, err)
 		}
 	}
 }
 
-// attempt performs one request. For non-2xx it returns an *APIError and the
-// Retry-After header.
-func (c *Client) attempt(ctx context.Context, u *url.URL, path, logURL string, n int, decode func([]byte) error) (status int, retryAfter string, err error) {
-	if err := c.acquire(ctx); err != nil {
-		return 0, "", err
+// attemptResult is the outcome of one attempt.
+type attemptResult struct {
+	status     int
+	retryAfter string
+	throttled  bool    // a 429 with code 20429
+	body       *[]byte // the 2xx body, when err is nil
+	err        error
+}
+
+// attempt sends one request under a limiter slot and reads its body.
+func (c *Client) attempt(ctx context.Context, r *request, prio, n int) (res attemptResult) {
+	sl, err := c.lim.acquire(ctx, prio)
+	if err != nil {
+		return attemptResult{err: err}
 	}
-	defer c.release()
+	out := outcome{kind: outcomeOther, concurrent: -1}
+	defer func() { sl.done(out) }()
 
 	actx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(actx, http.MethodGet, u.String(), nil)
+	req, err := http.NewRequestWithContext(actx, http.MethodGet, r.u.String(), nil)
 	if err != nil {
-		return 0, "", fmt.Errorf("twilio: GET %s: cannot build request", path)
+		return attemptResult{err: fmt.Errorf("twilio: GET %s: cannot build request", r.path)}
 	}
 	req.SetBasicAuth(c.creds.basicAuth())
 	req.Header.Set("Accept", "application/json")
@@ -313,38 +409,68 @@ func (c *Client) attempt(ctx context.Context, u *url.URL, path, logURL string, n
 		if !errors.Is(err, ErrForeignHost) && ctx.Err() == nil {
 			c.networkErrors.Add(1)
 		}
-		c.log.Debug().Str("path", logURL).Int("attempt", n).Dur("duration", time.Since(start)).Err(err).Msg("twilio request failed")
-		return 0, "", &transportError{method: http.MethodGet, path: path, err: err}
+		c.log.Debug().Str("path", r.logURL).Int("attempt", n).Dur("duration", time.Since(start)).Str("error", c.scrub(r.u)(err.Error())).Msg("twilio request failed")
+		return attemptResult{err: &transportError{method: http.MethodGet, path: r.path, err: errors.New(c.scrub(r.u)(err.Error()))}}
 	}
 	defer resp.Body.Close()
-	status = resp.StatusCode
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes+1))
-	if err == nil && len(body) > maxBodyBytes {
-		err = errBodyTooLarge
-	}
-	c.log.Debug().Str("path", logURL).Int("attempt", n).Int("status", status).Int("bytes", len(body)).
-		Dur("duration", time.Since(start)).Msg("twilio request")
+	res.status = resp.StatusCode
+	out.concurrent = concurrentRequests(resp.Header)
+	body, err := readBody(actx, c.mem, resp.Body)
+	out.rtt = time.Since(start)
+	c.log.Debug().Str("path", r.logURL).Int("attempt", n).Int("status", res.status).
+		Dur("duration", out.rtt).Msg("twilio request")
 	switch {
-	case status == http.StatusTooManyRequests:
+	case res.status == http.StatusTooManyRequests:
 		c.throttled.Add(1)
-	case status >= 500:
+	case res.status >= 500:
 		c.serverErrors.Add(1)
 	}
 	if errors.Is(err, errBodyTooLarge) {
-		return status, "", &decodeError{method: http.MethodGet, path: path, err: err}
+		res.err = &UntrustedError{Method: http.MethodGet, Path: r.path, Reason: err.Error()}
+		return res
 	}
 	if err != nil {
 		if ctx.Err() == nil {
 			c.networkErrors.Add(1)
 		}
-		return status, "", &transportError{method: http.MethodGet, path: path, err: err}
+		res.err = &transportError{method: http.MethodGet, path: r.path, err: err}
+		return res
 	}
-	if status < 200 || status > 299 {
-		scrub := scrubber(sensitiveValues(u), c.creds.secrets())
-		return status, resp.Header.Get("Retry-After"), newAPIError(http.MethodGet, path, status, body, scrub)
+	if res.status < 200 || res.status > 299 {
+		apiErr := newAPIError(http.MethodGet, r.path, res.status, *body, c.scrub(r.u))
+		putBody(body)
+		res.err = apiErr
+		res.retryAfter = resp.Header.Get("Retry-After")
+		if res.status == http.StatusTooManyRequests && apiErr.Code == CodeTooManyConcurrentRequests {
+			res.throttled = true
+			out.kind = outcomeThrottled
+		}
+		if res.status == http.StatusNotFound && !apiErr.Twilio {
+			res.err = &UntrustedError{Method: http.MethodGet, Path: r.path,
+				Reason: "404 without Twilio's error JSON (a proxy, not the API?)"}
+		}
+		return res
 	}
-	if err := decode(body); err != nil {
-		return status, "", &decodeError{method: http.MethodGet, path: path, err: err}
+	out.kind = outcomeOK
+	res.body = body
+	return res
+}
+
+// concurrentRequests reads Twilio-Concurrent-Requests (-1 when absent).
+func concurrentRequests(h http.Header) int {
+	v := h.Get("Twilio-Concurrent-Requests")
+	if v == "" {
+		return -1
 	}
-	return status, "", nil
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || n < 0 {
+		return -1
+	}
+	return n
+}
+
+// scrub returns a function removing from text every sensitive value of
+// u and every form of the credentials' secrets.
+func (c *Client) scrub(u *url.URL) func(string) string {
+	return scrubber(sensitiveValues(u), c.scrubSecrets)
 }

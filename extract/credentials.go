@@ -1,9 +1,11 @@
 package extract
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 )
 
@@ -64,20 +66,42 @@ func (c Credentials) basicAuth() (user, pass string) {
 	return c.AccountSID, c.AuthToken
 }
 
-// secrets returns the values that must never appear in output.
-func (c Credentials) secrets() []string {
-	return []string{c.AuthToken, c.APISecret}
+// Secrets returns every form in which the credentials' secrets could
+// appear in text: the auth token and API secret themselves, the base64 of
+// each "user:secret" pair (what an Authorization: Basic header carries,
+// in standard and URL-safe alphabets, padded or not), and their
+// URL-escaped forms. Scrubbing all of them keeps an echoed Authorization
+// header out of logs and errors.
+func (c Credentials) Secrets() []string {
+	var out []string
+	add := func(user, secret string) {
+		if secret == "" {
+			return
+		}
+		out = append(out, secret, url.QueryEscape(secret), url.PathEscape(secret))
+		if user == "" {
+			return
+		}
+		pair := []byte(user + ":" + secret)
+		for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+			b := enc.EncodeToString(pair)
+			out = append(out, b, url.QueryEscape(b))
+		}
+	}
+	add(c.AccountSID, c.AuthToken)
+	add(c.APIKey, c.APISecret)
+	return out
 }
 
 func (c Credentials) validate() error {
 	if c.APIKey != "" || c.APISecret != "" {
 		if c.APIKey == "" || c.APISecret == "" {
-			return errors.New("extract: credentials: API key and API secret must be set together")
+			return errors.New("credentials: API key and API secret must be set together")
 		}
 		return nil
 	}
 	if c.AccountSID == "" || c.AuthToken == "" {
-		return errors.New("extract: credentials: need an account SID with an auth token, or an API key with an API secret")
+		return errors.New("credentials: need an account SID with an auth token, or an API key with an API secret")
 	}
 	return nil
 }
@@ -119,7 +143,7 @@ func CredentialsFromEnv(getenv func(string) string) (Credentials, error) {
 		missing = append(missing, envAuthToken+" (or "+envAPIKey+" and "+envAPISecret+")")
 	}
 	if len(missing) > 0 {
-		return Credentials{}, fmt.Errorf("extract: missing environment variable(s): %s", strings.Join(missing, ", "))
+		return Credentials{}, fmt.Errorf("missing environment variable(s): %s", strings.Join(missing, ", "))
 	}
 	return c, nil
 }

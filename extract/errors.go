@@ -1,17 +1,19 @@
 package extract
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strings"
+
+	"github.com/valyala/fastjson"
 )
 
 // Sentinel errors matched with errors.Is.
 var (
-	// ErrNotFound matches an *APIError with status 404. Jobs treat it on a
-	// child list as "the parent was deleted".
+	// ErrNotFound matches an *APIError with status 404 and Twilio's error
+	// JSON. Jobs treat it on a child list as "the parent was deleted"; a
+	// 404 without Twilio's error JSON (a proxy's page) is an *UntrustedError.
 	ErrNotFound = errors.New("twilio: not found")
 	// ErrUnauthorized matches an *APIError with status 401 or 403.
 	ErrUnauthorized = errors.New("twilio: unauthorized")
@@ -21,7 +23,13 @@ var (
 	// a redirect points to another scheme or host than Config.BaseURL; no
 	// request is sent there, so credentials never leave the API host.
 	ErrForeignHost = errors.New("twilio: refusing to send credentials to a foreign host")
+	// ErrUntrusted matches an *UntrustedError.
+	ErrUntrusted = errors.New("twilio: untrustworthy answer")
 )
+
+// CodeTooManyConcurrentRequests is Twilio's error code for a request over
+// the account's concurrency limit (a 429 that is always safe to retry).
+const CodeTooManyConcurrentRequests = 20429
 
 // APIError is a non-2xx response from the Twilio API. It carries no
 // credentials, query string, identities or addresses: Path has non-SID path
@@ -33,6 +41,9 @@ type APIError struct {
 	MoreInfo string // documentation link for Code
 	Method   string // HTTP method
 	Path     string // redacted path only, no query
+	// Twilio reports whether the body was Twilio's error JSON (a numeric
+	// code and the status), rather than some proxy's page.
+	Twilio bool
 }
 
 // Error formats the error, e.g.
@@ -47,18 +58,15 @@ func (e *APIError) Error() string {
 		b.WriteString(": ")
 		b.WriteString(e.Message)
 	}
-	if e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden {
-		b.WriteString(" (check " + envAccountSID + " with " + envAuthToken + ", or " + envAPIKey + " and " + envAPISecret + ")")
-	}
 	return b.String()
 }
 
-// Is reports whether the error matches ErrNotFound (404), ErrUnauthorized
-// (401, 403) or ErrRateLimited (429).
+// Is reports whether the error matches ErrNotFound (a Twilio 404),
+// ErrUnauthorized (401, 403) or ErrRateLimited (429).
 func (e *APIError) Is(target error) bool {
 	switch target {
 	case ErrNotFound:
-		return e.Status == http.StatusNotFound
+		return e.Status == http.StatusNotFound && e.Twilio
 	case ErrUnauthorized:
 		return e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden
 	case ErrRateLimited:
@@ -72,23 +80,41 @@ func (e *APIError) Is(target error) bool {
 // sensitive values from the free text.
 func newAPIError(method, path string, status int, body []byte, scrub func(string) string) *APIError {
 	e := &APIError{Status: status, Method: method, Path: path}
-	var tw struct {
-		Code     json.Number `json:"code"`
-		Message  string      `json:"message"`
-		MoreInfo string      `json:"more_info"`
-	}
-	if json.Unmarshal(body, &tw) == nil {
-		if n, err := tw.Code.Int64(); err == nil {
-			e.Code = int(n)
+	var p fastjson.Parser
+	if v, err := p.ParseBytes(body); err == nil && v.Type() == fastjson.TypeObject {
+		code, cerr := v.Get("code").Int()
+		st, serr := v.Get("status").Int()
+		e.Twilio = cerr == nil && serr == nil && st == status
+		if cerr == nil {
+			e.Code = code
 		}
-		e.Message = scrub(tw.Message)
-		e.MoreInfo = scrub(tw.MoreInfo)
+		e.Message = scrub(string(v.GetStringBytes("message")))
+		e.MoreInfo = scrub(string(v.GetStringBytes("more_info")))
 	}
 	if e.Message == "" {
 		e.Message = http.StatusText(status)
 	}
+	if len(e.Message) > 300 {
+		e.Message = e.Message[:300] + "..."
+	}
 	return e
 }
+
+// UntrustedError is an answer the client cannot trust to be the whole
+// truth: a page of another list, a list member that is not an object, a
+// 404 that is not Twilio's, a page token cycle, a list longer than Twilio
+// allows. It is retried, and then fails the run rather than shortening it.
+type UntrustedError struct {
+	Method, Path string // redacted path only, no query
+	Reason       string
+}
+
+func (e *UntrustedError) Error() string {
+	return fmt.Sprintf("twilio: %s %s: untrustworthy answer: %s", e.Method, e.Path, e.Reason)
+}
+
+// Is matches ErrUntrusted.
+func (e *UntrustedError) Is(target error) bool { return target == ErrUntrusted }
 
 // transportError is a failed round trip or body read (no usable response).
 // It never includes the URL: the query may hold identities or addresses.
@@ -103,7 +129,7 @@ func (e *transportError) Error() string {
 
 func (e *transportError) Unwrap() error { return e.err }
 
-// decodeError is a 2xx response whose body could not be decoded.
+// decodeError is a 2xx response whose body is not valid JSON.
 type decodeError struct {
 	method, path string
 	err          error
@@ -115,5 +141,13 @@ func (e *decodeError) Error() string {
 
 func (e *decodeError) Unwrap() error { return e.err }
 
-// errBodyTooLarge is returned when a response exceeds maxBodyBytes.
-var errBodyTooLarge = errors.New("response body too large")
+// RetryAfterError is returned when the API asks to wait longer than the
+// client is configured to wait.
+type RetryAfterError struct {
+	Method, Path string
+	After, Max   string
+}
+
+func (e *RetryAfterError) Error() string {
+	return fmt.Sprintf("twilio: %s %s: the API asks to retry after %s, longer than the %s convsync waits", e.Method, e.Path, e.After, e.Max)
+}

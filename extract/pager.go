@@ -1,109 +1,180 @@
 package extract
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"iter"
+	"net/http"
 	"net/url"
 	"strconv"
+
+	"github.com/valyala/fastjson"
 )
 
-// Maximum PageSize of each list endpoint (from the OpenAPI spec).
-const (
-	pageSizeServices                 = 100
-	pageSizeUsers                    = 50
-	pageSizeUserConversations        = 50
-	pageSizeConversations            = 100
-	pageSizeParticipants             = 100
-	pageSizeParticipantConversations = 50
+// list describes one list endpoint: the key of its list (which is also
+// what meta.key must say), its maximum PageSize (from the OpenAPI spec),
+// and the most items Twilio lets such a list hold (0: no limit).
+type list struct {
+	key      string
+	pageSize int
+	maxItems int
+	// chain marks the long lists (services, users, conversations) that
+	// must be walked one page after another from the start of a run: their
+	// requests go before those of child lists.
+	chain bool
+}
+
+// The list endpoints convsync reads.
+var (
+	servicesList                 = list{key: "services", pageSize: 100, chain: true}
+	usersList                    = list{key: "users", pageSize: 50, chain: true}
+	userConversationsList        = list{key: "conversations", pageSize: 50, maxItems: 1000}
+	conversationsList            = list{key: "conversations", pageSize: 100, chain: true}
+	participantsList             = list{key: "participants", pageSize: 100, maxItems: 1000}
+	participantConversationsList = list{key: "conversations", pageSize: 50}
 )
 
-// page is one decoded list page.
-type page[T any] struct {
-	items []T
-	next  string
+// PageOf is one page of a list as a walk yields it: the page, and where
+// the walk would go on from after it ("" after the last page). Next is
+// what a checkpoint records to resume a walk (see the From methods).
+type PageOf struct {
+	*Page
+	Next string
 }
 
-// decodePage decodes {"<key>": [...], "meta": {"key": ..., "next_page_url": ...}}.
-// The list key is meta.key, falling back to wantKey.
-func decodePage[T any](body []byte, wantKey string) (page[T], error) {
-	var p page[T]
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(body, &top); err != nil {
-		return p, err
-	}
-	key := wantKey
-	if raw, ok := top["meta"]; ok {
-		var meta struct {
-			Key         string  `json:"key"`
-			NextPageURL *string `json:"next_page_url"`
-		}
-		if err := json.Unmarshal(raw, &meta); err != nil {
-			return p, fmt.Errorf("meta: %w", err)
-		}
-		if meta.Key != "" {
-			key = meta.Key
-		}
-		if meta.NextPageURL != nil {
-			p.next = *meta.NextPageURL
-		}
-	}
-	raw, ok := top[key]
-	if !ok {
-		return p, fmt.Errorf("page has no %q list", key)
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	if err := dec.Decode(&p.items); err != nil {
-		return page[T]{}, fmt.Errorf("%q list: %w", key, err)
-	}
-	return p, nil
-}
-
-// paginate lazily walks a list starting at first: query parameters are only
+// walk lazily walks a list starting at first: query parameters are only
 // on first; each later page is fetched from meta.next_page_url as given,
-// provided it is on BaseURL's scheme and host. Items are yielded one at a
-// time; an error is yielded once and ends the sequence.
-func paginate[T any](ctx context.Context, c *Client, first *url.URL, key string) iter.Seq2[T, error] {
-	return func(yield func(T, error) bool) {
-		var zero T
-		u := first
-		seen := map[string]bool{}
+// provided it is on BaseURL's scheme and host. Every page is checked
+// before it is yielded (decodePage); the walk fails, rather than ending
+// early, on a page token cycle, an empty page that is not the last, or a
+// list longer than Twilio allows. An error is yielded once and ends the
+// sequence. The caller releases each page.
+func (c *Client) walk(ctx context.Context, l list, first *url.URL) iter.Seq2[PageOf, error] {
+	return func(yield func(PageOf, error) bool) {
+		ticket := c.mem.walk()
+		seed := maphash.MakeSeed()
+		seen := map[uint64]struct{}{maphash.String(seed, first.String()): {}}
+		u, items, prio := first, 0, prioFirst
+		if l.chain {
+			prio = prioChain
+		}
 		for {
-			seen[u.String()] = true
-			var p page[T]
-			err := c.get(ctx, u, func(b []byte) error {
+			r := c.newRequest(u, ticket, prio)
+			var pg PageOf
+			err := c.get(ctx, r, func(body []byte) error {
 				var err error
-				p, err = decodePage[T](b, key)
+				pg, err = c.decodePage(body, l, r, ticket)
 				return err
 			})
 			if err != nil {
-				yield(zero, err)
+				yield(PageOf{}, err)
 				return
 			}
 			c.pages.Add(1)
-			c.log.Debug().Str("path", redactURL(u)).Int("items", len(p.items)).Bool("more", p.next != "").Msg("twilio page")
-			for _, it := range p.items {
-				if !yield(it, nil) {
-					return
-				}
+			items += len(pg.Items)
+			untrusted := func(reason string) bool {
+				pg.Release()
+				return yield(PageOf{}, &UntrustedError{Method: http.MethodGet, Path: r.path, Reason: reason})
 			}
-			if p.next == "" {
+			switch {
+			case l.maxItems > 0 && items > l.maxItems:
+				untrusted(fmt.Sprintf("the %s list is longer than Twilio allows (%d)", l.key, l.maxItems))
+				return
+			case pg.Next != "" && len(pg.Items) == 0:
+				untrusted("an empty page that is not the last")
 				return
 			}
-			next, err := c.nextURL(p.next)
-			if err == nil && seen[next.String()] {
-				err = fmt.Errorf("twilio: GET %s: next_page_url repeats an earlier page", redactPath(u))
+			var next *url.URL
+			if pg.Next != "" {
+				if next, err = c.nextURL(pg.Next); err != nil {
+					pg.Release()
+					yield(PageOf{}, err)
+					return
+				}
+				h := maphash.String(seed, next.String())
+				if _, dup := seen[h]; dup {
+					untrusted("next_page_url repeats an earlier page (a page token cycle)")
+					return
+				}
+				seen[h] = struct{}{}
+				pg.Next = next.String()
 			}
-			if err != nil {
-				yield(zero, err)
+			c.log.Debug().Str("path", r.logURL).Int("items", len(pg.Items)).Bool("more", next != nil).Msg("twilio page")
+			if !yield(pg, nil) || next == nil {
 				return
 			}
 			u = next
+			if !l.chain {
+				prio = prioNext
+			}
 		}
+	}
+}
+
+// decodePage decodes a list page once, into a pooled parser, and checks
+// that it can be trusted: a JSON object whose meta.key names the list
+// asked for, whose list is an array of objects (no null or other member),
+// and whose meta.next_page_url is a string or null.
+func (c *Client) decodePage(body []byte, l list, r *request, ticket uint64) (PageOf, error) {
+	p := getParser()
+	v, err := p.ParseBytes(body)
+	if err != nil {
+		parsers.Put(p)
+		return PageOf{}, &decodeError{method: http.MethodGet, path: r.path, err: errors.New("invalid JSON")}
+	}
+	fail := func(format string, args ...any) (PageOf, error) {
+		parsers.Put(p)
+		return PageOf{}, &UntrustedError{Method: http.MethodGet, Path: r.path, Reason: fmt.Sprintf(format, args...)}
+	}
+	if v.Type() != fastjson.TypeObject {
+		return fail("the page is a JSON %s, not an object", v.Type())
+	}
+	meta := v.Get("meta")
+	if meta == nil || meta.Type() != fastjson.TypeObject {
+		return fail("the page has no meta object")
+	}
+	if key := meta.Get("key"); key == nil || key.Type() != fastjson.TypeString || string(key.GetStringBytes()) != l.key {
+		return fail("meta.key is %s, not %q: the page is of another list", describe(key), l.key)
+	}
+	arr := v.Get(l.key)
+	if arr == nil || arr.Type() != fastjson.TypeArray {
+		return fail("the page has no %q array", l.key)
+	}
+	items, _ := arr.Array()
+	for i, it := range items {
+		if it.Type() != fastjson.TypeObject {
+			return fail("member %d of the %q list is %s, not an object", i, l.key, describe(it))
+		}
+	}
+	var next string
+	switch nu := meta.Get("next_page_url"); {
+	case nu == nil || nu.Type() == fastjson.TypeNull:
+	case nu.Type() == fastjson.TypeString:
+		next = string(nu.GetStringBytes())
+	default:
+		return fail("meta.next_page_url is %s, not a string or null", describe(nu))
+	}
+	held := int64(len(body)) * decodedFactor
+	c.mem.hold(ticket, held)
+	return PageOf{Page: &Page{Items: items, Bytes: int64(len(body)), parser: p, b: c.mem, ticket: ticket, held: held}, Next: next}, nil
+}
+
+// describe names a JSON value's kind for an error, quoting short strings
+// only (a value chosen by the server is not echoed at length).
+func describe(v *fastjson.Value) string {
+	switch {
+	case v == nil:
+		return "missing"
+	case v.Type() == fastjson.TypeString:
+		s := string(v.GetStringBytes())
+		if len(s) > 40 {
+			s = s[:40] + "..."
+		}
+		return strconv.Quote(s)
+	default:
+		return v.Type().String()
 	}
 }
 
@@ -119,53 +190,61 @@ func (c *Client) nextURL(next string) (*url.URL, error) {
 	return u, nil
 }
 
-// list starts a paginated list of Objects.
-func (c *Client) list(ctx context.Context, key string, pageSize int, extra url.Values, segs ...string) iter.Seq2[Object, error] {
+// start returns a walk of l from its first page, with extra query
+// parameters, or from a next-page URL a walk yielded earlier (from).
+func (c *Client) start(ctx context.Context, l list, from string, extra url.Values, segs ...string) iter.Seq2[PageOf, error] {
+	if from != "" {
+		u, err := c.nextURL(from)
+		if err != nil {
+			return errSeq(err)
+		}
+		return c.walk(ctx, l, u)
+	}
 	q := url.Values{}
 	for k, v := range extra {
 		q[k] = v
 	}
-	q.Set("PageSize", strconv.Itoa(pageSize))
+	q.Set("PageSize", strconv.Itoa(l.pageSize))
 	u, err := c.endpoint(q, segs...)
 	if err != nil {
 		return errSeq(err)
 	}
-	return paginate[Object](ctx, c, u, key)
+	return c.walk(ctx, l, u)
 }
 
 // errSeq yields a single error.
-func errSeq(err error) iter.Seq2[Object, error] {
-	return func(yield func(Object, error) bool) { yield(nil, err) }
+func errSeq(err error) iter.Seq2[PageOf, error] {
+	return func(yield func(PageOf, error) bool) { yield(PageOf{}, err) }
 }
 
 // Services lists the Conversations services of the account (GET /v1/Services).
-func (c *Client) Services(ctx context.Context) iter.Seq2[Object, error] {
-	return c.list(ctx, "services", pageSizeServices, nil, "v1", "Services")
+func (c *Client) Services(ctx context.Context) iter.Seq2[PageOf, error] {
+	return c.start(ctx, servicesList, "", nil, "v1", "Services")
 }
 
-// Users lists the users of a service (GET /v1/Services/{IS}/Users).
-func (c *Client) Users(ctx context.Context, serviceSID string) iter.Seq2[Object, error] {
-	return c.list(ctx, "users", pageSizeUsers, nil, "v1", "Services", serviceSID, "Users")
+// Users lists the users of a service (GET /v1/Services/{IS}/Users), from
+// the start or, with from, from a page a walk yielded earlier.
+func (c *Client) Users(ctx context.Context, serviceSID, from string) iter.Seq2[PageOf, error] {
+	return c.start(ctx, usersList, from, nil, "v1", "Services", serviceSID, "Users")
 }
 
 // UserConversations lists the conversations of a user, given by SID or
 // identity (GET /v1/Services/{IS}/Users/{US}/Conversations).
-func (c *Client) UserConversations(ctx context.Context, serviceSID, userSID string) iter.Seq2[Object, error] {
-	return c.list(ctx, "conversations", pageSizeUserConversations, nil,
-		"v1", "Services", serviceSID, "Users", userSID, "Conversations")
+func (c *Client) UserConversations(ctx context.Context, serviceSID, userSID string) iter.Seq2[PageOf, error] {
+	return c.start(ctx, userConversationsList, "", nil, "v1", "Services", serviceSID, "Users", userSID, "Conversations")
 }
 
 // Conversations lists the conversations of a service
-// (GET /v1/Services/{IS}/Conversations).
-func (c *Client) Conversations(ctx context.Context, serviceSID string) iter.Seq2[Object, error] {
-	return c.list(ctx, "conversations", pageSizeConversations, nil, "v1", "Services", serviceSID, "Conversations")
+// (GET /v1/Services/{IS}/Conversations), from the start or from a page a
+// walk yielded earlier.
+func (c *Client) Conversations(ctx context.Context, serviceSID, from string) iter.Seq2[PageOf, error] {
+	return c.start(ctx, conversationsList, from, nil, "v1", "Services", serviceSID, "Conversations")
 }
 
 // Participants lists the participants of a conversation
 // (GET /v1/Services/{IS}/Conversations/{CH}/Participants).
-func (c *Client) Participants(ctx context.Context, serviceSID, conversationSID string) iter.Seq2[Object, error] {
-	return c.list(ctx, "participants", pageSizeParticipants, nil,
-		"v1", "Services", serviceSID, "Conversations", conversationSID, "Participants")
+func (c *Client) Participants(ctx context.Context, serviceSID, conversationSID string) iter.Seq2[PageOf, error] {
+	return c.start(ctx, participantsList, "", nil, "v1", "Services", serviceSID, "Conversations", conversationSID, "Participants")
 }
 
 // Subject is who to look up in ParticipantConversations: exactly one of
@@ -176,46 +255,35 @@ type Subject struct {
 	Address  string
 }
 
+// Kind is "identity" or "address", and Value the subject's value.
+func (s Subject) Kind() string {
+	if s.Address != "" {
+		return "address"
+	}
+	return "identity"
+}
+
+// Value is the identity or the address.
+func (s Subject) Value() string {
+	if s.Address != "" {
+		return s.Address
+	}
+	return s.Identity
+}
+
 // ParticipantConversations lists the conversations a participant takes part
 // in (GET /v1/Services/{IS}/ParticipantConversations?Identity=|Address=).
-func (c *Client) ParticipantConversations(ctx context.Context, serviceSID string, s Subject) iter.Seq2[Object, error] {
+func (c *Client) ParticipantConversations(ctx context.Context, serviceSID string, s Subject) iter.Seq2[PageOf, error] {
 	q := url.Values{}
 	switch {
 	case s.Identity != "" && s.Address != "":
-		return errSeq(errors.New("extract: Subject: set only one of Identity and Address"))
+		return errSeq(errors.New("subject: set only one of Identity and Address"))
 	case s.Identity != "":
 		q.Set("Identity", s.Identity)
 	case s.Address != "":
 		q.Set("Address", s.Address)
 	default:
-		return errSeq(errors.New("extract: Subject: set one of Identity and Address"))
+		return errSeq(errors.New("subject: set one of Identity and Address"))
 	}
-	return c.list(ctx, "conversations", pageSizeParticipantConversations, q,
-		"v1", "Services", serviceSID, "ParticipantConversations")
-}
-
-// Configuration fetches the account's Conversations configuration
-// (GET /v1/Configuration).
-func (c *Client) Configuration(ctx context.Context) (Object, error) {
-	u, err := c.endpoint(nil, "v1", "Configuration")
-	if err != nil {
-		return nil, err
-	}
-	var obj Object
-	err = c.get(ctx, u, func(b []byte) error {
-		dec := json.NewDecoder(bytes.NewReader(b))
-		dec.UseNumber()
-		obj = nil
-		if err := dec.Decode(&obj); err != nil {
-			return err
-		}
-		if dec.More() {
-			return errors.New("trailing data after JSON object")
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return obj, nil
+	return c.start(ctx, participantConversationsList, "", q, "v1", "Services", serviceSID, "ParticipantConversations")
 }

@@ -16,9 +16,11 @@ var staticSegments = map[string]bool{
 	"Participants": true, "ParticipantConversations": true, "Configuration": true,
 }
 
-// safeQuery lists query parameters whose values may be logged.
+// safeQuery lists query parameters whose values may be logged. Page
+// tokens are not among them: they are chosen by the server, and a hostile
+// or buggy one can put anything in them.
 var safeQuery = map[string]bool{
-	"PageSize": true, "Page": true, "PageToken": true,
+	"PageSize": true, "Page": true,
 	"StartDate": true, "EndDate": true, "State": true,
 }
 
@@ -41,7 +43,7 @@ func redactPath(u *url.URL) string {
 
 // redactURL returns path and query of u safe for logs: non-SID path segments
 // become "{id}" and the values of query parameters other than paging ones
-// (in particular Identity and Address) become "REDACTED". Scheme, host and
+// (in particular Identity, Address and PageToken) become "REDACTED". Scheme, host and
 // any user info are dropped.
 func redactURL(u *url.URL) string {
 	p := redactPath(u)

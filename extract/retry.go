@@ -2,16 +2,13 @@ package extract
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
-
-// maxRetryAfter caps a server-provided Retry-After.
-const maxRetryAfter = 60 * time.Second
 
 // shouldRetry decides whether a failed attempt is retried. retries is the
 // number of retries already made; status is the HTTP status (0 when no
@@ -34,15 +31,14 @@ func classify(status int, err error) (bool, string) {
 		apiErr *APIError
 		tErr   *transportError
 		dErr   *decodeError
-		synErr *json.SyntaxError
 	)
 	switch {
 	case errors.Is(err, context.Canceled):
 		return false, "canceled"
 	case errors.Is(err, ErrForeignHost):
 		return false, "foreign host"
-	case errors.Is(err, errBodyTooLarge):
-		return false, "response too large"
+	case errors.Is(err, ErrUntrusted):
+		return true, "untrustworthy answer"
 	case errors.As(err, &tErr):
 		switch {
 		case errors.Is(err, io.ErrUnexpectedEOF):
@@ -52,10 +48,7 @@ func classify(status int, err error) (bool, string) {
 		}
 		return true, "network error"
 	case errors.As(err, &dErr):
-		if errors.As(err, &synErr) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return true, "invalid JSON"
-		}
-		return false, "unexpected response shape"
+		return true, "invalid JSON"
 	case errors.As(err, &apiErr):
 		status = apiErr.Status
 	}
@@ -74,8 +67,9 @@ func classify(status int, err error) (bool, string) {
 }
 
 // backoff returns the delay before retry number n (0-based): full jitter,
-// rand(0, min(maxD, base*2^n)), raised to retryAfter (capped at
-// maxRetryAfter) when the server sent one. randN returns a value in [0, n).
+// rand(0, min(maxD, base*2^n)), raised to retryAfter when the server sent
+// one (the caller refuses one it will not wait out). randN returns a
+// value in [0, n).
 func backoff(base, maxD time.Duration, n int, retryAfter time.Duration, randN func(int64) int64) time.Duration {
 	ceiling := base
 	for i := 0; i < n && ceiling < maxD; i++ {
@@ -92,9 +86,6 @@ func backoff(base, maxD time.Duration, n int, retryAfter time.Duration, randN fu
 	if ceiling > 0 {
 		d = time.Duration(randN(int64(ceiling) + 1))
 	}
-	if retryAfter > maxRetryAfter {
-		retryAfter = maxRetryAfter
-	}
 	return max(d, retryAfter)
 }
 
@@ -104,12 +95,12 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 	if v == "" {
 		return 0
 	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+	if secs, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
 		if secs <= 0 {
 			return 0
 		}
-		if secs > int64(maxRetryAfter/time.Second) {
-			return maxRetryAfter
+		if secs > int64(24*time.Hour/time.Second) {
+			return 24 * time.Hour
 		}
 		return time.Duration(secs) * time.Second
 	}

@@ -2,170 +2,303 @@ package jobs
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"hash/fnv"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/convsync/convsync/schemas"
-	"github.com/convsync/convsync/sink"
+	"github.com/convsync/convsync/sink/stage"
 )
 
-// An export checkpoints now and then, so that an interrupted run can be
-// resumed (export --resume) without fetching again what it had finished.
+// An export checkpoints by time and by volume, so that a SIGKILL at any
+// instant loses at most max(2 s, min(60 s, 5% of the run's elapsed time))
+// of fetching. A checkpoint holds the fetchers off (each commits a page or
+// a child list under a shared lock), sends a marker down every table
+// writer's queue, whose writer hands what it holds to the sink when it
+// reaches it, and then has the sink make it all durable together with the
+// job's state: the position of every long list walk, the counters, and
+// log lines of the parents listed (P) and of the child lists finished (D)
+// since the last checkpoint.
 //
-// The unit of work is a parent's child list: a user's conversations or a
-// conversation's participants. A checkpoint holds every child worker off
-// (they queue a parent's rows under a shared lock), sends a marker down the
-// queues of the child tables, whose writers flush and complete their
-// current part file when they reach it, and then records in the sinks the
-// parents finished since the last checkpoint. A resumed run keeps the child
-// tables' completed parts, lists the services, users and conversations
-// again (a request per 50 or 100 of them) and fetches only the child lists
-// of parents not yet finished.
+// A resumed export re-lists the services (a request or two), goes on with
+// each user and conversation list from its recorded position, fetches the
+// child lists of the parents listed but not finished, and skips the rest.
 
-// ResumableTables are the tables whose staged rows a resumed run keeps;
-// the others are listed again from scratch.
-var ResumableTables = []string{schemas.UserConversations.Name, schemas.Participants.Name}
+// Schedule says when an export checkpoints: after Share of the elapsed
+// time, kept between Min and Max, or once Bytes more of batches were
+// written, whichever comes first. Taking checkpoints a little more often
+// than the loss bound asks covers the child lists under way at the
+// checkpoint, whose pages fetched so far are fetched again after a kill.
+type Schedule struct {
+	Min, Max time.Duration
+	Share    float64
+	Bytes    int64
+}
 
-// Default checkpoint schedule: the first after DefaultCheckpointFirst, then
-// at doubling intervals up to DefaultCheckpointMax (each checkpoint starts
-// new part files, so long runs checkpoint less often).
+// DefaultSchedule meets the loss bound max(2 s, min(60 s, 5%)).
+var DefaultSchedule = Schedule{Min: 1500 * time.Millisecond, Max: 45 * time.Second, Share: 0.04, Bytes: 256 << 20}
+
+// interval is the time between checkpoints after elapsed.
+func (s Schedule) interval(elapsed time.Duration) time.Duration {
+	d := time.Duration(float64(elapsed) * s.Share)
+	return min(max(d, s.Min), s.Max)
+}
+
+// state is the job's part of a checkpoint.
+type state struct {
+	Fingerprint string    `json:"fingerprint"`
+	Started     time.Time `json:"started"`
+	Requests    int64     `json:"requests"`
+	Retries     int64     `json:"retries"`
+	Throttled   int64     `json:"throttled"`
+	Skipped     int64     `json:"parents_skipped"`
+	Checkpoints int       `json:"checkpoints"`
+	// Rows counts the rows written per table, for progress.
+	Rows map[string]int64 `json:"rows,omitempty"`
+	// Walks is the position of each long list walk, by walkKey.
+	Walks map[string]walkState `json:"walks"`
+	// Unknown counts the fields the API sent that the tables do not have.
+	Unknown map[string]map[string]int64 `json:"unknown_fields,omitempty"`
+}
+
+// walkState is where a user or conversation list walk stands.
+type walkState struct {
+	// Next is the page to go on from; empty once Done.
+	Next string `json:"next,omitempty"`
+	Done bool   `json:"done,omitempty"`
+	// Window holds the key hashes of the last page, so that a row the
+	// cursor repeats across the resume is still dropped.
+	Window []uint64 `json:"window,omitempty"`
+}
+
+func walkKey(kind, svc string) string { return kind + ":" + svc }
+
+// Parent kinds, as log lines and walk keys name them.
 const (
-	DefaultCheckpointFirst = 5 * time.Second
-	DefaultCheckpointMax   = 2 * time.Minute
+	kindUser         = "u"
+	kindConversation = "c"
 )
 
-// ResumeState is the job's part of a checkpoint.
-type ResumeState struct {
-	// Fingerprint identifies the run's inputs (API, services, PII mode and
-	// key, snapshot date, outputs); a run with other inputs does not resume.
-	Fingerprint string           `json:"fingerprint"`
-	Started     time.Time        `json:"started"`
-	Rows        map[string]int64 `json:"rows"` // rows of ResumableTables in completed parts
-	Requests    int64            `json:"requests"`
-	Retries     int64            `json:"retries"`
-	Skipped     int64            `json:"parents_skipped"`
-	Checkpoints int              `json:"checkpoints"`
-}
+func logLine(tag, kind, svc, sid string) string { return tag + " " + kind + " " + svc + " " + sid }
 
 // Resume is what a resumed export continues from.
 type Resume struct {
-	State ResumeState
-	done  map[uint64]struct{}
+	st state
+	// pending are the parents listed but not finished, in listing order.
+	pending []parent
+	// finished counts the parents whose child lists are done.
+	finished int
+	// crawled is set when the interrupted run had fetched everything.
+	crawled bool
+	// taken is when the checkpoint was taken.
+	taken time.Time
 }
 
+// parent is a user or a conversation whose child list is to be fetched.
+type parent struct{ kind, svc, sid string }
+
 // LoadResume reads the job's state from a sink checkpoint.
-func LoadResume(cp *sink.Checkpoint) (*Resume, error) {
-	r := &Resume{done: make(map[uint64]struct{}, len(cp.Done))}
-	if err := json.Unmarshal(cp.State, &r.State); err != nil {
+func LoadResume(cp *stage.Checkpoint) (*Resume, error) {
+	r := &Resume{crawled: cp.Finished, taken: cp.Taken}
+	if err := json.Unmarshal(cp.State, &r.st); err != nil {
 		return nil, fmt.Errorf("checkpoint of run %s: %w", cp.RunID, err)
 	}
-	for _, k := range cp.Done {
-		r.done[keyHash(k)] = struct{}{}
+	listed := map[string]int{} // unit -> index in order
+	var order []parent
+	done := map[string]bool{}
+	for _, l := range cp.Log {
+		f := strings.Fields(l)
+		if len(f) != 4 {
+			return nil, fmt.Errorf("checkpoint of run %s: bad log line %q", cp.RunID, l)
+		}
+		unit := f[1] + " " + f[2] + " " + f[3]
+		switch f[0] {
+		case "P":
+			if _, ok := listed[unit]; !ok {
+				listed[unit] = len(order)
+				order = append(order, parent{kind: f[1], svc: f[2], sid: f[3]})
+			}
+		case "D":
+			done[unit] = true
+		default:
+			return nil, fmt.Errorf("checkpoint of run %s: bad log line %q", cp.RunID, l)
+		}
+	}
+	for _, p := range order {
+		if done[p.kind+" "+p.svc+" "+p.sid] {
+			r.finished++
+			continue
+		}
+		r.pending = append(r.pending, p)
 	}
 	return r, nil
 }
 
-// Finished is the number of parents the resumed run need not fetch again.
-func (r *Resume) Finished() int { return len(r.done) }
+// Fingerprint returns the fingerprint of the checkpoint's run.
+func (r *Resume) Fingerprint() string { return r.st.Fingerprint }
 
-// keyHash is a stable 64-bit hash of a work unit's key.
-func keyHash(k string) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(k))
-	return h.Sum64()
+// Finished is the number of parents the resumed run need not fetch again.
+func (r *Resume) Finished() int { return r.finished }
+
+// Pending is the number of parents listed whose child lists are to be
+// fetched again.
+func (r *Resume) Pending() int { return len(r.pending) }
+
+// Inputs are what a run reads and writes, as far as a resume must match.
+type Inputs struct {
+	// BaseURL is the API root ("demo" for the in-process simulated API,
+	// which listens on a new port each time).
+	BaseURL  string
+	Services []string
+	PII      string
+	PIIKey   []byte
+	Date     string
+	History  bool
+	// Outputs are the outputs' locations.
+	Outputs []string
 }
 
-// unitKey names one parent's child list.
-func unitKey(what, svc, sid string) string { return what + ":" + svc + "/" + sid }
+// Fingerprint identifies a run's inputs, so that a resume continues only
+// a run of the same inputs into the same outputs. The base URL is
+// normalised (scheme and host in lower case, no trailing slash); the PII
+// key enters as an HMAC, never as itself.
+func Fingerprint(in Inputs) string {
+	var b strings.Builder
+	services := slices.Clone(in.Services)
+	slices.Sort(services)
+	outputs := slices.Clone(in.Outputs)
+	slices.Sort(outputs)
+	fmt.Fprintf(&b, "api=%s\nservices=%s\npii=%s\ndate=%s\nhistory=%t\noutputs=%s\n", normalizeURL(in.BaseURL),
+		strings.Join(services, ","), in.PII, in.Date, in.History, strings.Join(outputs, "\x00"))
+	if len(in.PIIKey) > 0 {
+		m := hmac.New(sha256.New, in.PIIKey)
+		m.Write([]byte("convsync resume fingerprint"))
+		fmt.Fprintf(&b, "key=%x\n", m.Sum(nil))
+	}
+	sum := sha256.Sum256([]byte(b.String()))
+	return hex.EncodeToString(sum[:])
+}
+
+func normalizeURL(u string) string {
+	u = strings.TrimRight(u, "/")
+	if i := strings.Index(u, "://"); i > 0 {
+		rest := u[i+3:]
+		host, path, _ := strings.Cut(rest, "/")
+		u = strings.ToLower(u[:i]) + "://" + strings.ToLower(host)
+		if path != "" {
+			u += "/" + path
+		}
+	}
+	return u
+}
 
 // checkpoints coordinates an export's checkpoints.
 type checkpoints struct {
-	// hold is held shared while a worker queues one parent's rows, and
-	// exclusively while a checkpoint is taken.
+	// hold is held shared while a fetcher commits a page or a child list,
+	// and exclusively while a checkpoint is taken.
 	hold    sync.RWMutex
-	mu      sync.Mutex // guards pending
-	pending []string   // parents finished since the last checkpoint
-	prior   *Resume
+	mu      sync.Mutex // guards what follows
+	pending []string   // log lines since the last checkpoint
+	walks   map[string]walkState
 	taken   int
+	bytes   func() int64 // bytes written so far, for the volume trigger
 }
 
-// finished reports whether an earlier attempt finished the unit.
-func (c *checkpoints) finished(key string) bool {
-	if c.prior == nil {
-		return false
+func newCheckpoints(prior *Resume) *checkpoints {
+	c := &checkpoints{walks: map[string]walkState{}}
+	if prior != nil {
+		for k, w := range prior.st.Walks {
+			c.walks[k] = w
+		}
+		c.taken = prior.st.Checkpoints
 	}
-	_, ok := c.prior.done[keyHash(key)]
-	return ok
+	return c
 }
 
-// markDone records a finished unit (call with hold held shared).
-func (c *checkpoints) markDone(key string) {
+// walk returns a walk's recorded position.
+func (c *checkpoints) walk(key string) walkState {
 	c.mu.Lock()
-	c.pending = append(c.pending, key)
+	defer c.mu.Unlock()
+	return c.walks[key]
+}
+
+// commit records, under the shared hold, a walk's new position (when key
+// is not empty) and log lines.
+func (c *checkpoints) commit(key string, w walkState, lines ...string) {
+	c.mu.Lock()
+	if key != "" {
+		c.walks[key] = w
+	}
+	c.pending = append(c.pending, lines...)
 	c.mu.Unlock()
 }
 
-// take records a checkpoint: the child tables' writers complete their
-// part files, then the sink records the parents finished since the last one.
-func (c *checkpoints) take(ctx context.Context, snk Sink, ws *writers, state func() ResumeState) error {
-	c.hold.Lock()
-	defer c.hold.Unlock()
-	for _, name := range ResumableTables {
-		w := ws.byName[name]
+// take drains the writers and returns the state to record and the log
+// lines since the last checkpoint; call with hold held exclusively.
+func (c *checkpoints) take(ctx context.Context, ws *writers, st state) ([]byte, []string, error) {
+	for _, w := range ws.order {
 		ack := make(chan error, 1)
-		if err := w.send(ctx, row{mark: ack}); err != nil {
-			return err
+		if err := w.send(ctx, item{mark: ack}); err != nil {
+			return nil, nil, err
 		}
 		select {
 		case err := <-ack:
 			if err != nil {
-				return err
+				return nil, nil, err
 			}
 		case <-ctx.Done():
-			return context.Cause(ctx)
+			return nil, nil, context.Cause(ctx)
 		}
 	}
 	c.mu.Lock()
-	done := c.pending
+	lines := c.pending
 	c.pending = nil
-	c.mu.Unlock()
-	st := state()
+	st.Walks = make(map[string]walkState, len(c.walks))
+	for k, w := range c.walks {
+		st.Walks[k] = w
+	}
 	c.taken++
 	st.Checkpoints = c.taken
+	c.mu.Unlock()
 	b, err := json.Marshal(st)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	if err := snk.Checkpoint(ctx, b, done); err != nil {
-		return fmt.Errorf("checkpoint: %w", err)
-	}
-	return nil
+	return b, lines, nil
 }
 
-// schedule takes checkpoints at growing intervals until stop is closed or
-// ctx is done; it returns the first error.
-func (c *checkpoints) schedule(ctx context.Context, stop <-chan struct{}, first, limit time.Duration, take func() error) error {
-	if first < 0 {
-		return nil
-	}
-	wait := first
+// schedule calls take at the times s sets, from started, until stop is
+// closed or ctx is done; it returns the first error.
+func (s Schedule) run(ctx context.Context, stop <-chan struct{}, started time.Time, volume func() int64, take func() error) error {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	last, lastBytes := time.Now(), volume()
 	for {
-		t := time.NewTimer(wait)
 		select {
 		case <-stop:
-			t.Stop()
 			return nil
 		case <-ctx.Done():
-			t.Stop()
 			return nil
-		case <-t.C:
+		case now := <-t.C:
+			if now.Sub(last) < s.interval(now.Sub(started)) && (s.Bytes <= 0 || volume()-lastBytes < s.Bytes) {
+				continue
+			}
+			if err := take(); err != nil {
+				return err
+			}
+			last, lastBytes = time.Now(), volume()
 		}
-		if err := take(); err != nil {
-			return err
-		}
-		wait = min(wait*2, limit)
 	}
+}
+
+// ResumedTables are the tables whose staged rows a resumed export keeps;
+// the services are listed again (a request or two).
+var ResumedTables = []string{
+	schemas.Users.Name, schemas.UserConversations.Name, schemas.Conversations.Name, schemas.Participants.Name,
 }

@@ -2,350 +2,474 @@ package jobs
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"iter"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/apache/arrow/go/v17/arrow/memory"
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/convsync/convsync/extract"
 	"github.com/convsync/convsync/schemas"
-	"github.com/convsync/convsync/sink"
+	"github.com/convsync/convsync/sink/runs"
 	"github.com/convsync/convsync/transform"
 )
 
-// Source is the part of the API client an export walks.
-type Source interface {
-	Services(ctx context.Context) iter.Seq2[Object, error]
-	Users(ctx context.Context, serviceSID string) iter.Seq2[Object, error]
-	UserConversations(ctx context.Context, serviceSID, userSID string) iter.Seq2[Object, error]
-	Conversations(ctx context.Context, serviceSID string) iter.Seq2[Object, error]
-	Participants(ctx context.Context, serviceSID, conversationSID string) iter.Seq2[Object, error]
-	Stats() extract.Stats
-}
+// childQueue is how many parents wait per kind for their child lists to
+// be fetched. It is large so that the long list walks, which feed it, are
+// not held up by the child lists (a parent costs about a hundred bytes).
+const childQueue = 16384
 
-// Config holds what a run needs beyond its source and sink.
-type Config struct {
-	RunID        string
-	SnapshotDate time.Time
-	// Concurrency is the number of child lists fetched at once per kind
-	// (user conversations, participants). The client separately caps
-	// requests in flight.
-	Concurrency int
-	// Services, when set, limits the run to these service SIDs.
-	Services  []string
-	Policy    transform.Policy
-	BatchRows int
-	Logger    *zerolog.Logger
-	// Progress, when set, is called with a snapshot about once a second and
-	// once at the end.
-	Progress func(Progress)
-	// Allocator for Arrow buffers; memory.DefaultAllocator when nil.
-	Allocator memory.Allocator
-	// Fingerprint identifies the run's inputs in its checkpoints.
-	Fingerprint string
-	// Resume, when set, continues an interrupted run (see LoadResume).
-	Resume *Resume
-	// CheckpointFirst and CheckpointMax set the checkpoint schedule
-	// (defaults DefaultCheckpointFirst and DefaultCheckpointMax); a
-	// negative CheckpointFirst turns checkpoints off.
-	CheckpointFirst, CheckpointMax time.Duration
-}
+// export is one export run in flight.
+type export struct {
+	src     Source
+	snk     Sink
+	cfg     Config
+	log     zerolog.Logger
+	ws      *writers
+	cps     *checkpoints
+	skipped skips
+	started time.Time
+	prior   state
+	dupes   atomic.Int64
 
-func (c *Config) defaults() {
-	if c.Concurrency <= 0 {
-		c.Concurrency = 8
-	}
-	if c.BatchRows <= 0 {
-		c.BatchRows = DefaultBatchRows
-	}
-	if c.Allocator == nil {
-		c.Allocator = memory.DefaultAllocator
-	}
-	if c.Policy.Mode == "" {
-		c.Policy.Mode = transform.PIIKeep
-	}
-	if c.CheckpointFirst == 0 {
-		c.CheckpointFirst = DefaultCheckpointFirst
-	}
-	if c.CheckpointMax <= 0 {
-		c.CheckpointMax = DefaultCheckpointMax
-	}
-}
-
-// Progress is a snapshot of a run in flight.
-type Progress struct {
-	Elapsed        time.Duration
-	Rows           map[string]int64
-	Stats          extract.Stats
-	ParentsSkipped int64
-	Done           bool
-}
-
-// Summary is what a finished run reports.
-type Summary struct {
-	Run sink.Run
-	// Skipped holds the SIDs of users and conversations deleted while the
-	// run walked them (their own rows are kept; they have no child rows).
-	Skipped []string
-	// Duplicates is the number of rows dropped because their key was seen
-	// already (Twilio's cursors can repeat a row when data changes).
-	Duplicates int64
+	mu     sync.Mutex
+	walked []string // services walked, in listing order
 }
 
 // Export walks every service of the account (or cfg.Services) and writes
-// the five export tables to snk, committing only when every list was read
-// completely. On error nothing is committed; the caller ends snk with
-// Suspend (which keeps a checkpointed run for a resume) or Close.
+// the five export tables to snk, publishing only when every list was read
+// completely. On error nothing is published; with checkpoints on, what the
+// run had made durable stays in the sink's staging for a resume.
 func Export(ctx context.Context, src Source, snk Sink, cfg Config) (Summary, error) {
 	cfg.defaults()
-	log := logger(cfg.Logger)
-	started := time.Now().UTC()
-	ws := newWriters(schemas.Export, cfg.Policy, cfg.RunID)
-	cps := &checkpoints{prior: cfg.Resume}
-	var prior ResumeState // what earlier attempts of this run did
-	if cfg.Resume != nil {
-		prior = cfg.Resume.State
-		started = prior.Started
-		log.Info().Int("parents_finished", cfg.Resume.Finished()).Int("checkpoints", prior.Checkpoints).
-			Msg("resuming the interrupted run: fetching only the child lists it had not finished")
+	e := &export{src: src, snk: snk, cfg: cfg, log: cfg.Logger, started: time.Now().UTC(), cps: newCheckpoints(cfg.Resume)}
+	if r := cfg.Resume; r != nil {
+		e.prior = r.st
+		e.started = r.st.Started
+		e.log.Info().Int("parents_finished", r.Finished()).Int("parents_pending", r.Pending()).Bool("crawl_finished", r.crawled).
+			Int("checkpoints", r.st.Checkpoints).Msg("resuming the interrupted run: fetching only what it had not made durable")
 	}
-	skipped := &skips{}
+	e.ws = newWriters(schemas.Export, cfg.Policy, cfg.RunID, e.log)
+	var err error
+	if cfg.Resume == nil || !cfg.Resume.crawled {
+		err = e.crawl(ctx)
+	}
+	sum := Summary{Skipped: e.skipped.list(), Duplicates: e.dupes.Load()}
+	sum.Run = e.record("export")
+	if err != nil {
+		sum.Run.Status = runs.Failed
+		return sum, err
+	}
+	st := e.state()
+	st.Checkpoints = e.cps.taken
+	b, jerr := json.Marshal(st)
+	if jerr != nil {
+		return sum, jerr
+	}
+	e.cps.mu.Lock()
+	lines := e.cps.pending
+	e.cps.pending = nil
+	e.cps.mu.Unlock()
+	run, err := snk.Publish(ctx, sum.Run, b, lines)
+	sum.Run = run
+	if err != nil {
+		sum.Run.Status = runs.Failed
+		return sum, err
+	}
+	e.report(true, run.Rows)
+	return sum, nil
+}
 
+// crawl fetches everything, streaming it into the sink.
+func (e *export) crawl(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
-	for _, w := range ws.order {
-		g.Go(func() error { return w.run(gctx, snk, cfg.Allocator, cfg.BatchRows) })
+	for _, w := range e.ws.order {
+		g.Go(func() error { return w.run(gctx, e.snk, e.cfg.Allocator, e.cfg.BatchRows) })
 	}
-	stopProgress := startProgress(gctx, cfg.Progress, started, ws, src, skipped.count)
+	stopProgress := startProgress(gctx, e.cfg.Progress, func() Progress { return e.progress(false, nil) })
+	defer stopProgress()
 
-	// Producers: the fetch side. When every producer is done, the writers'
-	// queues are closed and the writers flush what they hold.
 	prod, pctx := errgroup.WithContext(gctx)
-	services := make(chan string, 16)
-	var walked []string // written by the services producer, read after Wait
-	prod.Go(func() error {
-		defer close(services)
-		return walkServices(pctx, src, cfg, ws.byName[schemas.Services.Name], services, &walked)
-	})
-	users := make(chan [2]string, cfg.Concurrency*4)
-	convs := make(chan [2]string, cfg.Concurrency*4)
-	// One lister per service list kind, fed by the services found.
-	serviceFan := make([]chan string, 2)
-	for i := range serviceFan {
-		serviceFan[i] = make(chan string, 16)
-	}
-	prod.Go(func() error {
-		defer func() {
-			for _, c := range serviceFan {
-				close(c)
+	users := newParentQueue()
+	convs := newParentQueue()
+	if r := e.cfg.Resume; r != nil {
+		for _, p := range r.pending {
+			q := convs
+			if p.kind == kindUser {
+				q = users
 			}
-		}()
-		for s := range services {
-			for _, c := range serviceFan {
-				select {
-				case c <- s:
-				case <-pctx.Done():
-					return context.Cause(pctx)
-				}
-			}
+			q.add(1)
+			prod.Go(func() error { defer q.done(); return q.send(pctx, p) })
 		}
-		return nil
-	})
+	}
+	users.add(1)
+	convs.add(1)
 	prod.Go(func() error {
-		defer close(users)
-		return listParents(pctx, serviceFan[0], "user", src.Users, ws.byName[schemas.Users.Name], users, skipped, log)
+		defer users.done()
+		defer convs.done()
+		return e.walkServices(pctx, prod, users, convs)
 	})
-	prod.Go(func() error {
-		defer close(convs)
-		return listParents(pctx, serviceFan[1], "conversation", src.Conversations, ws.byName[schemas.Conversations.Name], convs, skipped, log)
-	})
-	for range cfg.Concurrency {
+	for range e.cfg.Workers {
 		prod.Go(func() error {
-			return listChildren(pctx, users, "user", src.UserConversations, ws.byName[schemas.UserConversations.Name], cps, skipped, log)
+			return e.children(pctx, users.ch, kindUser, e.src.UserConversations, e.ws.byName[schemas.UserConversations.Name])
 		})
 		prod.Go(func() error {
-			return listChildren(pctx, convs, "conversation", src.Participants, ws.byName[schemas.Participants.Name], cps, skipped, log)
+			return e.children(pctx, convs.ch, kindConversation, e.src.Participants, e.ws.byName[schemas.Participants.Name])
 		})
-	}
-	// Checkpoints run beside the producers and stop before the queues close.
-	state := func() ResumeState {
-		st := src.Stats()
-		rows := map[string]int64{}
-		for _, t := range ResumableTables {
-			rows[t] = prior.Rows[t] + ws.byName[t].rows.Load()
-		}
-		return ResumeState{Fingerprint: cfg.Fingerprint, Started: started, Rows: rows,
-			Requests: prior.Requests + st.Requests, Retries: prior.Retries + st.Retries,
-			Skipped: prior.Skipped + skipped.count(), Checkpoints: prior.Checkpoints}
 	}
 	stopCP := make(chan struct{})
-	cpDone := make(chan error, 1)
-	go func() {
-		cpDone <- cps.schedule(gctx, stopCP, cfg.CheckpointFirst, cfg.CheckpointMax, func() error {
-			err := cps.take(gctx, snk, ws, state)
-			if err == nil {
-				log.Debug().Int("checkpoint", cps.taken+prior.Checkpoints).Msg("checkpoint taken")
-			}
-			return err
+	if s := e.cfg.Checkpoints; s != nil {
+		g.Go(func() error {
+			return s.run(gctx, stopCP, e.started, e.ws.written, func() error { return e.checkpoint(gctx) })
 		})
-	}()
-	g.Go(func() error { return <-cpDone })
+	}
 	g.Go(func() error {
 		err := prod.Wait()
 		close(stopCP)
 		if err == nil {
-			ws.closeAll()
+			e.ws.closeAll()
 		}
 		return err
 	})
-	err := g.Wait()
-	stopProgress()
+	return g.Wait()
+}
 
-	sum := Summary{Skipped: skipped.list()}
-	for _, w := range ws.order {
-		sum.Duplicates += w.dupes.Load()
+// checkpoint takes one checkpoint (see Schedule).
+func (e *export) checkpoint(ctx context.Context) error {
+	e.cps.hold.Lock()
+	defer e.cps.hold.Unlock()
+	b, lines, err := e.cps.take(ctx, e.ws, e.state())
+	if err != nil {
+		return err
 	}
-	st := src.Stats()
-	sum.Run = sink.Run{
-		ID:             cfg.RunID,
-		Command:        "export",
-		SnapshotDate:   cfg.SnapshotDate,
-		Started:        started,
-		Ended:          time.Now().UTC(),
-		Status:         "succeeded",
-		PII:            cfg.Policy.Mode,
-		Rows:           ws.counts(),
-		Requests:       prior.Requests + st.Requests,
-		Retries:        prior.Retries + st.Retries,
-		ParentsSkipped: prior.Skipped + skipped.count(),
-		Services:       walked,
+	if err := e.snk.Checkpoint(ctx, b, lines); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
 	}
-	for t, n := range prior.Rows {
-		sum.Run.Rows[t] += n
+	e.log.Debug().Int("checkpoint", e.cps.taken).Int("log_lines", len(lines)).Msg("checkpoint taken")
+	return nil
+}
+
+// state is the job's state now, for a checkpoint.
+func (e *export) state() state {
+	st := e.src.Stats()
+	rows := e.ws.counts()
+	for t, n := range e.prior.Rows {
+		rows[t] += n
 	}
-	return sum, publish(ctx, snk, &sum.Run, err, cfg.Progress, src.Stats())
+	return state{
+		Fingerprint: e.cfg.Fingerprint, Started: e.started,
+		Requests: e.prior.Requests + st.Requests, Retries: e.prior.Retries + st.Retries,
+		Throttled: e.prior.Throttled + st.Throttled, Skipped: e.prior.Skipped + e.skipped.count(),
+		Rows: rows, Unknown: e.ws.unknownFields(e.prior.Unknown),
+	}
+}
+
+// record is the run's record so far.
+func (e *export) record(command string) runs.Record {
+	st := e.state()
+	stats := e.src.Stats()
+	e.mu.Lock()
+	walked := slices.Clone(e.walked)
+	e.mu.Unlock()
+	return runs.Record{
+		RunID: e.cfg.RunID, Command: command, Version: e.cfg.Version, SnapshotDate: runs.Date(e.cfg.SnapshotDate),
+		StartedAt: e.started, EndedAt: time.Now().UTC(), Status: runs.Succeeded, PII: e.cfg.Policy.Mode,
+		Rows: st.Rows, Requests: st.Requests, Retries: st.Retries, Throttled: st.Throttled,
+		ParentsSkipped: st.Skipped, Services: walked, UnknownFields: st.Unknown,
+		ConcurrencyLimit: stats.Limit, ConcurrencyPeak: stats.PeakInFlight,
+	}
+}
+
+func (e *export) progress(done bool, rows map[string]int64) Progress {
+	st := e.state()
+	if rows == nil {
+		rows = st.Rows
+	}
+	stats := e.src.Stats()
+	stats.Requests, stats.Retries, stats.Throttled = st.Requests, st.Retries, st.Throttled
+	return Progress{Elapsed: time.Since(e.started), Rows: rows, Stats: stats, ParentsSkipped: st.Skipped, Done: done}
+}
+
+func (e *export) report(done bool, rows map[string]int64) {
+	if e.cfg.Progress != nil {
+		e.cfg.Progress(e.progress(done, rows))
+	}
 }
 
 // walkServices lists the account's services (or cfg.Services), queues
-// their rows and sends the SIDs to walk on out.
-func walkServices(ctx context.Context, src Source, cfg Config, w *tableWriter, out chan<- string, walked *[]string) error {
-	list := func(ctx context.Context) iter.Seq2[Object, error] { return w.unique(src.Services(ctx)) }
-	return eachService(ctx, list, cfg.Services, func(obj Object, sid string) error {
-		*walked = append(*walked, sid)
-		if err := w.send(ctx, row{obj: obj, rc: transform.Context{ServiceSID: sid}}); err != nil {
+// their rows and starts the walk of each one's user and conversation
+// lists. A service in cfg.Services the account does not have is an error.
+func (e *export) walkServices(ctx context.Context, g *errgroup.Group, users, convs *parentQueue) error {
+	w := e.ws.byName[schemas.Services.Name]
+	only := newServiceFilter(e.cfg.Services)
+	d := newDedup(newKeyer(schemas.Services), true, nil)
+	for pg, err := range e.src.Services(ctx) {
+		if err != nil {
+			return fmt.Errorf("list services: %w", err)
+		}
+		objs, err := d.page(pg.Items)
+		if err != nil {
+			pg.Release()
+			return fmt.Errorf("list services: %w", err)
+		}
+		var keep []extract.Object
+		var sids []string
+		for _, o := range objs {
+			if sid := sidOf(o); only.keep(sid) {
+				keep = append(keep, o)
+				sids = append(sids, sid)
+			}
+		}
+		e.dupes.Add(int64(len(pg.Items) - len(objs)))
+		for i, o := range keep {
+			if err := w.send(ctx, item{objs: []extract.Object{o}, rc: transform.Context{ServiceSID: sids[i]}}); err != nil {
+				pg.Release()
+				return err
+			}
+		}
+		// The writer appends each service row with its own context; the
+		// page is released once the last of them is appended.
+		if err := w.send(ctx, item{pages: []*extract.Page{pg.Page}}); err != nil {
 			return err
 		}
-		select {
-		case out <- sid:
-			return nil
-		case <-ctx.Done():
-			return context.Cause(ctx)
+		for _, sid := range sids {
+			e.mu.Lock()
+			e.walked = append(e.walked, sid)
+			e.mu.Unlock()
+			users.add(1)
+			convs.add(1)
+			g.Go(func() error {
+				defer users.done()
+				return e.walkParents(ctx, sid, kindUser, e.src.Users, schemas.Users, users)
+			})
+			g.Go(func() error {
+				defer convs.done()
+				return e.walkParents(ctx, sid, kindConversation, e.src.Conversations, schemas.Conversations, convs)
+			})
 		}
-	})
+	}
+	return only.check()
 }
 
-// listParents lists users or conversations of each service it receives,
-// queues their rows and sends (service, sid) pairs on for their children.
-// A service deleted during the run (a 404 on the list) keeps its row and is
-// counted as skipped, like a deleted user or conversation.
-func listParents(ctx context.Context, services <-chan string, what string,
-	list func(context.Context, string) iter.Seq2[Object, error], w *tableWriter, out chan<- [2]string,
-	skipped *skips, log zerolog.Logger) error {
-	for svc := range services {
-		for obj, err := range w.unique(list(ctx, svc)) {
+// serviceFilter keeps the services a run asked for (all when none), and
+// knows which of those the account did not list.
+type serviceFilter map[string]bool
+
+func newServiceFilter(only []string) serviceFilter {
+	f := serviceFilter{}
+	for _, s := range only {
+		f[s] = false
+	}
+	return f
+}
+
+// keep reports whether the service is to be walked, noting it as found.
+func (f serviceFilter) keep(sid string) bool {
+	if len(f) == 0 {
+		return true
+	}
+	if _, ok := f[sid]; !ok {
+		return false
+	}
+	f[sid] = true
+	return true
+}
+
+// check fails when a service asked for was not listed.
+func (f serviceFilter) check() error {
+	var missing []string
+	for s, found := range f {
+		if !found {
+			missing = append(missing, s)
+		}
+	}
+	if len(missing) > 0 {
+		slices.Sort(missing)
+		return fmt.Errorf("the account has no service %s", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// walkParents walks one service's user or conversation list from where a
+// resumed run left it, queues the rows page by page and sends each parent
+// on for its child list. A service deleted during the run (a 404 on the
+// list) keeps its row and is counted as skipped.
+func (e *export) walkParents(ctx context.Context, svc, kind string,
+	list func(context.Context, string, string) iter.Seq2[extract.PageOf, error], t schemas.Table, out *parentQueue) error {
+	key := walkKey(kind, svc)
+	ws := e.cps.walk(key)
+	if ws.Done {
+		return nil
+	}
+	what := t.Name
+	w := e.ws.byName[t.Name]
+	d := newDedup(newKeyer(t), true, ws.Window)
+	for pg, err := range list(ctx, svc, ws.Next) {
+		if errors.Is(err, extract.ErrNotFound) {
+			e.skipped.add(svc)
+			e.log.Warn().Str("service", svc).Msgf("service deleted during the run: kept, without %s", what)
+			e.cps.hold.RLock()
+			e.cps.commit(key, walkState{Done: true})
+			e.cps.hold.RUnlock()
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("list %s of service %s: %w", what, svc, err)
+		}
+		objs, err := d.page(pg.Items)
+		if err != nil {
+			pg.Release()
+			return fmt.Errorf("list %s of service %s: %w", what, svc, err)
+		}
+		e.dupes.Add(int64(len(pg.Items) - len(objs)))
+		parents := make([]parent, len(objs))
+		lines := make([]string, len(objs))
+		for i, o := range objs {
+			parents[i] = parent{kind: kind, svc: svc, sid: sidOf(o)}
+			lines[i] = logLine("P", kind, svc, parents[i].sid)
+		}
+		e.cps.hold.RLock()
+		err = w.send(ctx, item{objs: objs, pages: []*extract.Page{pg.Page}, rc: transform.Context{ServiceSID: svc}})
+		if err == nil {
+			e.cps.commit(key, walkState{Next: pg.Next, Done: pg.Next == "", Window: slices.Clone(d.pageKeys)}, lines...)
+		}
+		e.cps.hold.RUnlock()
+		if err != nil {
+			return err
+		}
+		for _, p := range parents {
+			if err := out.send(ctx, p); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// children fetches the child list of each parent it receives, whole,
+// before any of it is queued, so that a parent deleted halfway through its
+// list contributes no child rows. A 404 on the list means the parent was
+// deleted during the run: it is counted and skipped, and the run goes on.
+func (e *export) children(ctx context.Context, parents <-chan parent, kind string,
+	list func(context.Context, string, string) iter.Seq2[extract.PageOf, error], w *tableWriter) error {
+	k := newKeyer(w.table)
+	for p := range parents {
+		var pages []*extract.Page
+		var objs []extract.Object
+		release := func() {
+			for _, pg := range pages {
+				pg.Release()
+			}
+		}
+		d := newDedup(k, false, nil)
+		deleted := false
+		for pg, err := range list(ctx, p.svc, p.sid) {
 			if errors.Is(err, extract.ErrNotFound) {
-				skipped.add(svc)
-				log.Warn().Str("service", svc).Msgf("service deleted during the run: kept, without %ss", what)
+				deleted = true
 				break
 			}
 			if err != nil {
-				return fmt.Errorf("list %ss of %s: %w", what, svc, err)
+				release()
+				return fmt.Errorf("list %s of %s %s (service %s): %w", w.table.Name, parentName(kind), p.sid, p.svc, err)
 			}
-			sid, err := sidOf(obj, what)
+			pages = append(pages, pg.Page)
+			new, err := d.page(pg.Items)
 			if err != nil {
-				return fmt.Errorf("list %ss of %s: %w", what, svc, err)
+				release()
+				return fmt.Errorf("list %s of %s %s (service %s): %w", w.table.Name, parentName(kind), p.sid, p.svc, err)
 			}
-			if err := w.send(ctx, row{obj: obj, rc: transform.Context{ServiceSID: svc}}); err != nil {
-				return err
-			}
-			select {
-			case out <- [2]string{svc, sid}:
-			case <-ctx.Done():
-				return context.Cause(ctx)
-			}
+			objs = append(objs, new...)
 		}
-	}
-	return nil
-}
-
-// listChildren fetches the child list of each parent it receives. A 404 on
-// the list means the parent was deleted during the run: it is counted and
-// skipped, and the run goes on.
-func listChildren(ctx context.Context, parents <-chan [2]string, what string,
-	list func(context.Context, string, string) iter.Seq2[Object, error], w *tableWriter,
-	cps *checkpoints, skipped *skips, log zerolog.Logger) error {
-	for p := range parents {
-		svc, sid := p[0], p[1]
-		key := unitKey(what, svc, sid)
-		if cps.finished(key) {
-			continue // an earlier attempt of this run has its rows
+		e.dupes.Add(d.dropped)
+		if deleted {
+			release()
+			pages, objs = nil, nil
+			e.skipped.add(p.sid)
+			e.log.Info().Str("service", p.svc).Str(parentName(kind), p.sid).Msgf("%s deleted during the run: kept, without child rows", parentName(kind))
 		}
-		objs, err := collect(w.unique(list(ctx, svc, sid)))
-		if err != nil && !errors.Is(err, extract.ErrNotFound) {
-			return fmt.Errorf("list %s %s of service %s: %w", what, sid, svc, err)
+		e.cps.hold.RLock()
+		err := w.send(ctx, item{objs: objs, pages: pages, rc: transform.Context{ServiceSID: p.svc}})
+		if err == nil {
+			e.cps.commit("", walkState{}, logLine("D", kind, p.svc, p.sid))
 		}
-		if err := queueChildren(ctx, w, cps, key, svc, sid, what, objs, err != nil, skipped, log); err != nil {
+		e.cps.hold.RUnlock()
+		if err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// queueChildren queues one parent's child rows, or counts the parent as
-// deleted, and marks it finished, all under the checkpoint hold so that a
-// checkpoint sees either all of it or none.
-func queueChildren(ctx context.Context, w *tableWriter, cps *checkpoints, key, svc, sid, what string, objs []Object, deleted bool,
-	skipped *skips, log zerolog.Logger) error {
-	cps.hold.RLock()
-	defer cps.hold.RUnlock()
-	if deleted {
-		skipped.add(sid)
-		log.Info().Str("service", svc).Str(what, sid).Msgf("%s deleted during the run: kept, without child rows", what)
+func parentName(kind string) string {
+	if kind == kindUser {
+		return "user"
 	}
-	for _, obj := range objs {
-		if err := w.send(ctx, row{obj: obj, rc: transform.Context{ServiceSID: svc}}); err != nil {
-			return err
-		}
-	}
-	cps.markDone(key)
-	return nil
+	return "conversation"
 }
 
-// startProgress calls report about once a second until the returned stop
-// function is called.
-func startProgress(ctx context.Context, report func(Progress), started time.Time, ws *writers, src interface{ Stats() extract.Stats }, skipped func() int64) (stop func()) {
-	if report == nil {
-		return func() {}
+// parentQueue carries parents to the child-list workers; it is closed
+// when every producer that added itself is done.
+type parentQueue struct {
+	ch chan parent
+	mu sync.Mutex
+	n  int
+}
+
+func newParentQueue() *parentQueue { return &parentQueue{ch: make(chan parent, childQueue)} }
+
+func (q *parentQueue) add(n int) {
+	q.mu.Lock()
+	q.n += n
+	q.mu.Unlock()
+}
+
+func (q *parentQueue) done() {
+	q.mu.Lock()
+	q.n--
+	last := q.n == 0
+	q.mu.Unlock()
+	if last {
+		close(q.ch)
 	}
-	done := make(chan struct{})
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				report(Progress{Elapsed: time.Since(started), Rows: ws.counts(), Stats: src.Stats(), ParentsSkipped: skipped()})
-			}
-		}
-	}()
-	return func() { close(done); <-finished }
+}
+
+func (q *parentQueue) send(ctx context.Context, p parent) error {
+	select {
+	case q.ch <- p:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+// skips records the parents (services, users, conversations) found deleted
+// while the run walked them.
+type skips struct {
+	mu   sync.Mutex
+	sids []string
+}
+
+func (s *skips) add(sid string) {
+	s.mu.Lock()
+	s.sids = append(s.sids, sid)
+	s.mu.Unlock()
+}
+
+func (s *skips) count() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return int64(len(s.sids))
+}
+
+func (s *skips) list() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.sids)
 }

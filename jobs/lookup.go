@@ -12,20 +12,20 @@ import (
 
 	"github.com/convsync/convsync/extract"
 	"github.com/convsync/convsync/schemas"
-	"github.com/convsync/convsync/sink"
+	"github.com/convsync/convsync/sink/runs"
 	"github.com/convsync/convsync/transform"
 )
 
 // LookupSource is the part of the API client a lookup uses.
 type LookupSource interface {
-	Services(ctx context.Context) iter.Seq2[Object, error]
-	ParticipantConversations(ctx context.Context, serviceSID string, s extract.Subject) iter.Seq2[Object, error]
+	Services(ctx context.Context) iter.Seq2[extract.PageOf, error]
+	ParticipantConversations(ctx context.Context, serviceSID string, s extract.Subject) iter.Seq2[extract.PageOf, error]
 	Stats() extract.Stats
 }
 
 // LookupSummary is what a finished lookup reports.
 type LookupSummary struct {
-	Run sink.Run
+	Run runs.Record
 	// NotFound lists the subjects (by index into the request) with no rows
 	// in any service.
 	NotFound []int
@@ -33,47 +33,54 @@ type LookupSummary struct {
 
 // Lookup asks ParticipantConversations, in every service (or cfg.Services),
 // which conversations each subject is in, and writes the rows, with the
-// subject, to participant_conversations. Up to cfg.Concurrency lookups run
-// at once.
+// subject, to participant_conversations. Up to cfg.Workers lookups run at
+// once.
 func Lookup(ctx context.Context, src LookupSource, snk Sink, subjects []extract.Subject, cfg Config) (LookupSummary, error) {
 	cfg.defaults()
 	started := time.Now().UTC()
 	if len(subjects) == 0 {
 		return LookupSummary{}, errors.New("lookup: no subjects given")
 	}
-	ws := newWriters(schemas.Lookup, cfg.Policy, cfg.RunID)
-	w := ws.byName[schemas.ParticipantConversations.Name]
+	t := schemas.ParticipantConversations
+	ws := newWriters(schemas.Lookup, cfg.Policy, cfg.RunID, cfg.Logger)
+	w := ws.byName[t.Name]
 	found := make([]atomic.Int64, len(subjects))
+	k := newKeyer(t)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return w.run(gctx, snk, cfg.Allocator, cfg.BatchRows) })
-	stopProgress := startProgress(gctx, cfg.Progress, started, ws, src, func() int64 { return 0 })
+	stopProgress := startProgress(gctx, cfg.Progress, func() Progress {
+		return Progress{Elapsed: time.Since(started), Rows: ws.counts(), Stats: src.Stats()}
+	})
 
 	var services []string // written by the lookup goroutine, read after Wait
 	g.Go(func() error {
 		var err error
-		services, err = lookupServices(gctx, src, cfg.Services)
-		if err != nil {
+		if services, err = lookupServices(gctx, src, cfg.Services); err != nil {
 			return err
 		}
 		work, wctx := errgroup.WithContext(gctx)
-		work.SetLimit(cfg.Concurrency)
+		work.SetLimit(cfg.Workers)
 		for i, subj := range subjects {
+			rc := transform.Context{SubjectKind: subj.Kind(), Subject: subj.Value()}
 			for _, svc := range services {
 				work.Go(func() error {
-					kind, value := "identity", subj.Identity
-					if subj.Address != "" {
-						kind, value = "address", subj.Address
-					}
-					rc := transform.Context{ServiceSID: svc, SubjectKind: kind, Subject: value}
-					for obj, err := range w.unique(src.ParticipantConversations(wctx, svc, subj)) {
+					rc := rc
+					rc.ServiceSID = svc
+					d := newDedup(k, false, nil)
+					for pg, err := range src.ParticipantConversations(wctx, svc, subj) {
+						if err == nil {
+							var objs []extract.Object
+							if objs, err = d.page(pg.Items); err == nil {
+								found[i].Add(int64(len(objs)))
+								err = w.send(wctx, item{objs: objs, pages: []*extract.Page{pg.Page}, rc: rc})
+							} else {
+								pg.Release()
+							}
+						}
 						if err != nil {
 							// The error names the subject by number only: its value may be PII.
-							return fmt.Errorf("look up subject %d (%s) in service %s: %w", i+1, kind, svc, err)
-						}
-						found[i].Add(1)
-						if err := w.send(wctx, row{obj: obj, rc: rc}); err != nil {
-							return err
+							return fmt.Errorf("look up subject %d (%s) in service %s: %w", i+1, subj.Kind(), svc, err)
 						}
 					}
 					return nil
@@ -90,33 +97,54 @@ func Lookup(ctx context.Context, src LookupSource, snk Sink, subjects []extract.
 	stopProgress()
 
 	st := src.Stats()
-	sum := LookupSummary{Run: sink.Run{
-		ID:           cfg.RunID,
-		Command:      "lookup",
-		SnapshotDate: cfg.SnapshotDate,
-		Started:      started,
-		Ended:        time.Now().UTC(),
-		Status:       "succeeded",
-		PII:          cfg.Policy.Mode,
-		Rows:         ws.counts(),
-		Requests:     st.Requests,
-		Retries:      st.Retries,
-		Services:     services,
+	sum := LookupSummary{Run: runs.Record{
+		RunID: cfg.RunID, Command: "lookup", Version: cfg.Version, SnapshotDate: runs.Date(cfg.SnapshotDate),
+		StartedAt: started, EndedAt: time.Now().UTC(), Status: runs.Succeeded, PII: cfg.Policy.Mode,
+		Rows: ws.counts(), Requests: st.Requests, Retries: st.Retries, Throttled: st.Throttled,
+		Services: services, UnknownFields: ws.unknownFields(nil), ConcurrencyLimit: st.Limit, ConcurrencyPeak: st.PeakInFlight,
 	}}
 	for i := range found {
 		if found[i].Load() == 0 {
 			sum.NotFound = append(sum.NotFound, i)
 		}
 	}
-	return sum, publish(ctx, snk, &sum.Run, err, cfg.Progress, src.Stats())
+	if err != nil {
+		sum.Run.Status = runs.Failed
+		return sum, err
+	}
+	run, err := snk.Publish(ctx, sum.Run, nil, nil)
+	sum.Run = run
+	if err != nil {
+		sum.Run.Status = runs.Failed
+		return sum, err
+	}
+	if cfg.Progress != nil {
+		cfg.Progress(Progress{Elapsed: time.Since(started), Rows: run.Rows, Stats: src.Stats(), Done: true})
+	}
+	return sum, nil
 }
 
-// lookupServices returns the SIDs of the services to search.
+// lookupServices returns the SIDs of the services to search: all the
+// account's, or those of only (each of which the account must have).
 func lookupServices(ctx context.Context, src LookupSource, only []string) ([]string, error) {
+	filter := newServiceFilter(only)
+	d := newDedup(newKeyer(schemas.Services), true, nil)
 	var out []string
-	err := eachService(ctx, src.Services, only, func(_ Object, sid string) error {
-		out = append(out, sid)
-		return nil
-	})
-	return out, err
+	for pg, err := range src.Services(ctx) {
+		if err != nil {
+			return nil, fmt.Errorf("list services: %w", err)
+		}
+		objs, err := d.page(pg.Items)
+		if err != nil {
+			pg.Release()
+			return nil, fmt.Errorf("list services: %w", err)
+		}
+		for _, o := range objs {
+			if sid := sidOf(o); filter.keep(sid) {
+				out = append(out, sid)
+			}
+		}
+		pg.Release()
+	}
+	return out, filter.check()
 }

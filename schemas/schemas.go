@@ -12,6 +12,9 @@
 //     the field, or as convsync marks identity-bearing fields the spec does
 //     not tag (MetaPIIOrigin tells which).
 //   - MetaKey: "true" on the columns of the table's key.
+//   - MetaHistory: on the columns of a table whose history convsync keeps
+//     (--history): "track" on the columns whose change starts a new
+//     stretch, "carry" on the columns the history rows carry along.
 package schemas
 
 import (
@@ -30,6 +33,15 @@ const (
 	// MetaJSON is "true" on columns that hold free-form JSON as text (an
 	// object sent where the spec has a string is kept as its JSON text).
 	MetaJSON = "convsync.json"
+	// MetaHistory is "track" or "carry" on the columns of a table's history
+	// (see Table.History).
+	MetaHistory = "convsync.history"
+)
+
+// Values of MetaHistory.
+const (
+	HistoryTrack = "track"
+	HistoryCarry = "carry"
 )
 
 // PII classes, as Twilio's spec names them.
@@ -56,11 +68,10 @@ const (
 	DerivedSubject = "$subject"
 )
 
-// Table is one output table: its name (also the Parquet dataset folder),
-// the columns of its key, and its Arrow schema.
+// Table is one output table: its name (also the Parquet dataset folder)
+// and its Arrow schema, whose field metadata says everything else.
 type Table struct {
 	Name   string
-	Key    []string
 	Schema *arrow.Schema
 	// APIKind names the spec schema the rows come from
 	// (conversations.v1.service.service_user, ...).
@@ -76,6 +87,7 @@ type col struct {
 	pii, origin  string
 	key, json    bool
 	comment      string
+	history      string
 }
 
 func str(name string) col   { return col{name: name, source: name, typ: arrow.BinaryTypes.String} }
@@ -94,6 +106,8 @@ func (c col) identityBearing() col {
 func (c col) isKey() col           { c.key = true; return c }
 func (c col) note(text string) col { c.comment = text; return c }
 func (c col) jsonText() col        { c.json = true; return c }
+func (c col) tracked() col         { c.history = HistoryTrack; return c }
+func (c col) carried() col         { c.history = HistoryCarry; return c }
 
 // binding flattens a messaging_binding object found at source into six
 // columns named prefix_type ... prefix_level. The spec tags the whole object
@@ -107,6 +121,15 @@ func binding(prefix, source string) []col {
 		str(prefix + "_name").from(source + ".name").std(),
 		str(prefix + "_level").from(source + ".level"),
 	}
+}
+
+// tracking marks every column of cs as tracked by the table's history.
+func tracking(cs []col) []col {
+	out := make([]col, len(cs))
+	for i, c := range cs {
+		out[i] = c.tracked()
+	}
+	return out
 }
 
 // timers flattens a timers object into prefix_date_inactive and prefix_date_closed.
@@ -142,7 +165,6 @@ func cols(parts ...any) []col {
 
 func table(name, apiKind string, cs []col) Table {
 	fields := make([]arrow.Field, len(cs))
-	var key []string
 	for i, c := range cs {
 		keys := []string{MetaSource}
 		vals := []string{c.source}
@@ -153,7 +175,6 @@ func table(name, apiKind string, cs []col) Table {
 		if c.key {
 			keys = append(keys, MetaKey)
 			vals = append(vals, "true")
-			key = append(key, c.name)
 		}
 		if c.json {
 			keys = append(keys, MetaJSON)
@@ -163,9 +184,59 @@ func table(name, apiKind string, cs []col) Table {
 			keys = append(keys, MetaComment)
 			vals = append(vals, c.comment)
 		}
+		if c.history != "" {
+			keys = append(keys, MetaHistory)
+			vals = append(vals, c.history)
+		}
 		fields[i] = arrow.Field{Name: c.name, Type: c.typ, Nullable: true, Metadata: arrow.NewMetadata(keys, vals)}
 	}
-	return Table{Name: name, Key: key, Schema: arrow.NewSchema(fields, nil), APIKind: apiKind}
+	return Table{Name: name, Schema: arrow.NewSchema(fields, nil), APIKind: apiKind}
+}
+
+// Key returns the names of the table's key columns (MetaKey), in order.
+func (t Table) Key() []string {
+	var out []string
+	for _, f := range t.Schema.Fields() {
+		if Meta(f, MetaKey) == "true" {
+			out = append(out, f.Name)
+		}
+	}
+	return out
+}
+
+// KeySources returns the source fields of the table's key columns: the
+// fields of an API object that identify it.
+func (t Table) KeySources() []string {
+	var out []string
+	for _, f := range t.Schema.Fields() {
+		if Meta(f, MetaKey) == "true" {
+			out = append(out, Meta(f, MetaSource))
+		}
+	}
+	return out
+}
+
+// History returns the columns of the table's history: those whose change
+// starts a new stretch (tracked) and those it carries along (carried).
+// Both are empty for a table without a history.
+func (t Table) History() (tracked, carried []string) {
+	for _, f := range t.Schema.Fields() {
+		switch Meta(f, MetaHistory) {
+		case HistoryTrack:
+			tracked = append(tracked, f.Name)
+		case HistoryCarry:
+			carried = append(carried, f.Name)
+		}
+	}
+	return tracked, carried
+}
+
+// HistoryName is the name of the table's history table ("" without one).
+func (t Table) HistoryName() string {
+	if tracked, _ := t.History(); len(tracked) == 0 {
+		return ""
+	}
+	return t.Name + "_history"
 }
 
 // Services: one row per Conversation Service (GET /v1/Services).
@@ -242,13 +313,13 @@ var Conversations = table("conversations", "conversations.v1.service.service_con
 // (GET /v1/Services/{IS}/Conversations/{CH}/Participants).
 var Participants = table("participants", "conversations.v1.service.service_conversation.service_conversation_participant", cols(
 	str("account_sid"),
-	serviceCol(),
-	str("conversation_sid"),
+	serviceCol().carried(),
+	str("conversation_sid").carried(),
 	str("sid").isKey(),
-	str("identity").std(),
+	str("identity").std().tracked(),
 	str("attributes").sensitive().jsonText(),
-	binding("messaging_binding", "messaging_binding"),
-	str("role_sid"),
+	tracking(binding("messaging_binding", "messaging_binding")),
+	str("role_sid").tracked(),
 	ts("date_created"),
 	ts("date_updated"),
 	str("url"),
@@ -262,7 +333,7 @@ var Participants = table("participants", "conversations.v1.service.service_conve
 // was looked up.
 var ParticipantConversations = table("participant_conversations", "conversations.v1.service.service_participant_conversation", cols(
 	str("subject_kind").from(DerivedSubjectKind).note("identity or address: how the subject was given"),
-	str("subject").from(DerivedSubject).std().note("the identity or address that was looked up"),
+	str("subject").from(DerivedSubject).std().isKey().note("the identity or address that was looked up"),
 	str("account_sid"),
 	serviceCol(),
 	str("participant_sid").isKey(),
@@ -281,15 +352,19 @@ var ParticipantConversations = table("participant_conversations", "conversations
 	runCol(),
 ))
 
+// All lists every table convsync writes: the export's, parents first,
+// then the lookup's. Export and Lookup are its two parts.
+var All = []Table{Services, Users, UserConversations, Conversations, Participants, ParticipantConversations}
+
 // Export lists the tables `convsync export` writes, parents first.
-var Export = []Table{Services, Users, UserConversations, Conversations, Participants}
+var Export = All[:5]
 
 // Lookup lists the tables `convsync lookup` writes.
-var Lookup = []Table{ParticipantConversations}
+var Lookup = All[5:]
 
 // ByName returns the table called name.
 func ByName(name string) (Table, bool) {
-	for _, t := range append(append([]Table{}, Export...), Lookup...) {
+	for _, t := range All {
 		if t.Name == name {
 			return t, true
 		}

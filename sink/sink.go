@@ -1,335 +1,356 @@
-// Package sink publishes the Arrow record batches of a run as Parquet
-// datasets and/or tables of a DuckDB database file.
+// Package sink publishes a run's tables into its outputs — a DuckDB
+// database file, a Parquet dataset root, or both — as one transaction.
 //
-// A sink stages everything a run writes and publishes it only on Commit:
-// before Commit nothing a reader can see changes, and Close without Commit
-// removes what was staged and leaves the outputs of the last good run
-// byte-for-byte as they were. Batches are streamed to Parquet files as they
-// arrive, so memory stays bounded by one row group per table however many
-// rows a run writes.
+// Open takes a lock on every output for the whole run (a second run on
+// the same outputs is refused with ErrBusy), first finishes any publish a
+// dead process left half done on them, and prepares the run's staging
+// (package stage), new or resumed. The run writes its batches and
+// checkpoints through Outputs; nothing a reader can see changes.
 //
-// Write may be called concurrently for different tables (one goroutine per
-// table); calls for the same table must not overlap.
+// Publish then completes the staged files and makes one decision: it
+// prepares everything that can fail (the DuckDB transaction, with every
+// statement run), then writes a publish journal into the staging and syncs
+// it. Before the journal exists a failure or a signal rolls everything
+// back; once it exists the run is published: the DuckDB transaction is
+// committed, each Parquet partition is replaced, the run records are
+// written, whatever signal arrives. If the process dies on the way, the
+// next convsync command on any of those outputs reads the journal and
+// carries the publish out again (each step is idempotent) before it does
+// anything else, so DuckDB and Parquet never disagree about the latest
+// run except within that window.
 package sink
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/memory"
 	"github.com/rs/zerolog"
+
+	"github.com/convsync/convsync/schemas"
+	"github.com/convsync/convsync/sink/dataset"
+	"github.com/convsync/convsync/sink/duckdb"
+	"github.com/convsync/convsync/sink/lock"
+	"github.com/convsync/convsync/sink/runs"
+	"github.com/convsync/convsync/sink/stage"
 )
 
-// Sink receives the record batches of one run and publishes them on Commit.
-// *Parquet, *DuckDB and the result of Multi implement it.
-type Sink interface {
-	// Write appends rec to table. The caller keeps ownership of rec.
-	Write(ctx context.Context, table string, rec arrow.Record) error
-	// Commit publishes everything written and records run.
-	Commit(ctx context.Context, run Run) error
-	// Close releases resources; without a prior Commit it discards
-	// everything staged. It is idempotent.
-	Close() error
-	// Rotate completes table's current part file, so that everything
-	// written to it so far is durable.
-	Rotate(ctx context.Context, table string) error
-	// Checkpoint records the completed parts, the job's state and the
-	// work units done since the last checkpoint, for a later resume.
-	Checkpoint(ctx context.Context, state []byte, done []string) error
-	// Suspend ends a failed run: like Close, but a checkpointed run's
-	// staging is kept for a later resume.
-	Suspend() error
-}
+// ErrBusy is wrapped by the errors of a run refused because another run
+// holds one of its outputs, or because a DuckDB reader kept the file
+// locked past the lock wait: nothing was changed, and trying again later
+// is right.
+var ErrBusy = lock.ErrBusy
 
-// Run is what a run records about itself; sinks write it on Commit (a
-// JSON file under DIR/_runs for Parquet, a row of the runs table for DuckDB).
-type Run struct {
-	// ID identifies the run, e.g. "20261122T041500Z-3f9a1c"; unique per run.
-	ID string
-	// Command is "export" or "lookup".
-	Command string
-	// SnapshotDate is the civil date (UTC midnight) the snapshot is filed under.
+// ErrBadOutput is wrapped by the errors of an output that cannot be
+// written as asked (a --duckdb path that is not a DuckDB database, a
+// Parquet root that is a file or cannot be written), found before
+// anything is fetched.
+var ErrBadOutput = errors.New("unusable output")
+
+// Config says what a run writes where.
+type Config struct {
+	// DuckDB is the database file to write, or "".
+	DuckDB string
+	// Parquet is the dataset root to write (a local directory), or "".
+	Parquet string
+	// Staging is the folder under which the run stages its files; by
+	// default the Parquet root's control folder, or beside the DuckDB file.
+	Staging string
+	// History keeps every snapshot in DuckDB (duckdb.Options.History).
+	History bool
+	// LockWait is how long a publish waits for a DuckDB file another
+	// process holds open.
+	LockWait time.Duration
+
+	Command      string // export or lookup
+	RunID        string
 	SnapshotDate time.Time
-	// Started and Ended bound the run.
-	Started, Ended time.Time
-	// Status is "succeeded" for a committed run.
-	Status string
-	// PII is the PII mode of the run: keep, hash or redact.
-	PII string
-	// Rows counts the rows written per table. Tables the sink wrote that
-	// are missing here are filled in from the sink's own counts.
-	Rows map[string]int64
-	// Requests, Retries and ParentsSkipped count API requests, retried
-	// requests, and parents whose child list was gone (404) during the run.
-	Requests, Retries, ParentsSkipped int64
-	// Services lists the service SIDs walked.
-	Services []string
+	Tables       []schemas.Table
+	// Fingerprint identifies the run's inputs: only staging of the same
+	// fingerprint is resumed.
+	Fingerprint string
+	// Checkpoints keeps what checkpoints need (stage.Options.Spool).
+	Checkpoints bool
+	// Resume continues the newest interrupted run of the same fingerprint,
+	// if there is one; Keep lists the tables it keeps.
+	Resume bool
+	Keep   []string
+
+	Allocator     memory.Allocator
+	RowGroupRows  int64
+	RowGroupBytes int64
+	Logger        zerolog.Logger
 }
 
-// runRecord is the JSON form of Run (snake_case keys, civil snapshot date).
-type runRecord struct {
-	RunID          string           `json:"run_id"`
-	Command        string           `json:"command"`
-	SnapshotDate   string           `json:"snapshot_date"`
-	StartedAt      time.Time        `json:"started_at"`
-	EndedAt        time.Time        `json:"ended_at"`
-	Status         string           `json:"status"`
-	PII            string           `json:"pii"`
-	Rows           map[string]int64 `json:"rows"`
-	Requests       int64            `json:"requests"`
-	Retries        int64            `json:"retries"`
-	ParentsSkipped int64            `json:"parents_skipped"`
-	Services       []string         `json:"services"`
+// parquetOutput is a Parquet dataset root: a local directory.
+type parquetOutput interface {
+	Location() string
+	ControlDir() string
+	Check(ctx context.Context) error
+	Publish(ctx context.Context, tables []schemas.Table, files map[string]string, run runs.Record) error
 }
 
-func (r Run) record() runRecord {
-	rows := r.Rows
-	if rows == nil {
-		rows = map[string]int64{}
-	}
-	services := r.Services
-	if services == nil {
-		services = []string{}
-	}
-	return runRecord{
-		RunID:          r.ID,
-		Command:        r.Command,
-		SnapshotDate:   civilDate(r.SnapshotDate),
-		StartedAt:      r.Started.UTC(),
-		EndedAt:        r.Ended.UTC(),
-		Status:         r.Status,
-		PII:            r.PII,
-		Rows:           rows,
-		Requests:       r.Requests,
-		Retries:        r.Retries,
-		ParentsSkipped: r.ParentsSkipped,
-		Services:       services,
-	}
+// Outputs is one run's transaction over its outputs.
+type Outputs struct {
+	cfg     Config
+	log     zerolog.Logger
+	duck    *duckdb.Target
+	pq      parquetOutput
+	locks   []*lock.File
+	st      *stage.Stage
+	resumed *stage.Checkpoint
+
+	decided   atomic.Bool
+	published bool
+	closed    bool
 }
 
-// withRows returns run with Rows completed from counts for every table the
-// sink wrote that the caller did not report.
-func (r Run) withRows(counts map[string]int64) Run {
-	rows := make(map[string]int64, len(r.Rows)+len(counts))
-	for k, v := range r.Rows {
-		rows[k] = v
+// Open checks and locks the outputs, finishes a publish a dead process
+// left on them, cleans up staging no live run holds, and prepares the
+// run's staging (resuming an interrupted run when cfg.Resume finds one).
+func Open(ctx context.Context, cfg Config) (_ *Outputs, err error) {
+	if cfg.DuckDB == "" && cfg.Parquet == "" {
+		return nil, errors.New("no output")
 	}
-	for k, v := range counts {
-		if _, ok := rows[k]; !ok {
-			rows[k] = v
+	o := &Outputs{cfg: cfg, log: cfg.Logger}
+	defer func() {
+		if err != nil {
+			o.releaseLocks()
+		}
+	}()
+	date := runs.Date(cfg.SnapshotDate)
+	if cfg.DuckDB != "" {
+		if o.duck, err = duckdb.New(cfg.DuckDB, duckdb.Options{History: cfg.History, LockWait: cfg.LockWait, Logger: cfg.Logger}); err != nil {
+			return nil, fmt.Errorf("%w: --duckdb %s: %w", ErrBadOutput, cfg.DuckDB, err)
+		}
+		if err := o.duck.Check(ctx, date); err != nil {
+			if errors.Is(err, duckdb.ErrHistoryDate) || errors.Is(err, duckdb.ErrNotDuckDB) {
+				return nil, fmt.Errorf("%w: %w", ErrBadOutput, err)
+			}
+			return nil, err
 		}
 	}
-	r.Rows = rows
-	return r
-}
-
-// civilDate formats t's UTC calendar date as YYYY-MM-DD.
-func civilDate(t time.Time) string { return t.UTC().Format(time.DateOnly) }
-
-// Option configures a sink.
-type Option func(*options)
-
-type options struct {
-	rowGroupRows  int64
-	rowGroupBytes int64
-	log           zerolog.Logger
-	mem           memory.Allocator
-	history       bool
-	resume        *Checkpoint
-	resumeKeep    []string
-}
-
-// Defaults for the Parquet files a sink writes.
-const (
-	// DefaultRowGroupRows is the most rows a Parquet row group holds.
-	DefaultRowGroupRows = 128 * 1024
-	// DefaultRowGroupBytes bounds the data a row group buffers in memory
-	// before it is flushed, measured as the Arrow size of the batches
-	// written into it, so wide rows with large strings cannot make a row
-	// group grow without bound.
-	DefaultRowGroupBytes = 64 << 20
-)
-
-func newOptions(opts []Option) options {
-	o := options{
-		rowGroupRows:  DefaultRowGroupRows,
-		rowGroupBytes: DefaultRowGroupBytes,
-		log:           zerolog.Nop(),
-		mem:           memory.DefaultAllocator,
-	}
-	for _, opt := range opts {
-		opt(&o)
-	}
-	return o
-}
-
-// WithRowGroupRows sets the most rows per Parquet row group (default
-// DefaultRowGroupRows). Values below 1 are ignored.
-func WithRowGroupRows(n int64) Option {
-	return func(o *options) {
-		if n > 0 {
-			o.rowGroupRows = n
+	if cfg.Parquet != "" {
+		if o.pq, err = openParquet(cfg.Parquet, cfg.Logger); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrBadOutput, err)
+		}
+		if err := o.pq.Check(ctx); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrBadOutput, err)
 		}
 	}
-}
-
-// WithRowGroupBytes starts a new Parquet row group once the batches
-// written into the open one reach n bytes of Arrow data (default
-// DefaultRowGroupBytes); a row group ends at the first batch that reaches
-// the limit.
-// Values below 1 are ignored.
-func WithRowGroupBytes(n int64) Option {
-	return func(o *options) {
-		if n > 0 {
-			o.rowGroupBytes = n
+	for _, out := range o.outputs() {
+		l, err := acquire(out, lock.Holder{RunID: cfg.RunID, Command: cfg.Command})
+		if err != nil {
+			return nil, err
 		}
+		o.locks = append(o.locks, l)
 	}
-}
-
-// WithLogger sets the logger the sink reports to (default: none).
-func WithLogger(l zerolog.Logger) Option {
-	return func(o *options) { o.log = l }
-}
-
-// WithAllocator sets the Arrow allocator used for Parquet encoding
-// (default memory.DefaultAllocator).
-func WithAllocator(mem memory.Allocator) Option {
-	return func(o *options) {
-		if mem != nil {
-			o.mem = mem
-		}
+	if err := o.recover(ctx); err != nil {
+		return nil, err
 	}
+	if err := o.prepareStaging(ctx); err != nil {
+		return nil, err
+	}
+	return o, nil
 }
 
-// writeSynced writes data to a new file at path and syncs it to disk.
-func writeSynced(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+// output is one output's identity and control folder (its lock, publish
+// pointers and, by default, staging).
+type output struct {
+	location string
+	control  string
+}
+
+func (o *Outputs) outputs() []output {
+	var out []output
+	if o.duck != nil {
+		out = append(out, output{o.duck.Path(), o.duck.Path() + ".convsync"})
+	}
+	if o.pq != nil {
+		out = append(out, output{o.pq.Location(), o.pq.ControlDir()})
+	}
+	return out
+}
+
+func (o *Outputs) locations() []string {
+	var out []string
+	for _, x := range o.outputs() {
+		out = append(out, x.location)
+	}
+	return out
+}
+
+func openParquet(location string, log zerolog.Logger) (parquetOutput, error) {
+	if strings.Contains(location, "://") {
+		return nil, fmt.Errorf("--parquet %s: only local directories are supported", location)
+	}
+	return dataset.NewLocal(location, log)
+}
+
+// acquire takes an output's lock, creating its control folder.
+func acquire(out output, h lock.Holder) (*lock.File, error) {
+	if err := os.MkdirAll(out.control, 0o755); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrBadOutput, out.location, err)
+	}
+	l, err := lock.Acquire(filepath.Join(out.control, "lock"), h)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("output %s is busy: %w", out.location, err)
 	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return l, nil
 }
 
-// syncDir flushes a directory's entries (renames, creations) to disk.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
+func (o *Outputs) releaseLocks() {
+	for _, l := range o.locks {
+		_ = l.Release()
+	}
+	o.locks = nil
+}
+
+// Resumed returns the checkpoint the run continues from, or nil for a
+// new run.
+func (o *Outputs) Resumed() *stage.Checkpoint { return o.resumed }
+
+// RunID is the run's ID: the configured one, or the resumed run's.
+func (o *Outputs) RunID() string {
+	if o.resumed != nil {
+		return o.resumed.RunID
+	}
+	return o.cfg.RunID
+}
+
+// Staging is the run's staging folder.
+func (o *Outputs) Staging() string { return o.st.Dir() }
+
+// Write stages rec for table.
+func (o *Outputs) Write(ctx context.Context, table string, rec arrow.Record) error {
+	return o.st.Write(ctx, table, rec)
+}
+
+// Checkpoint makes everything written durable, with the job's state and
+// log lines, for a later resume.
+func (o *Outputs) Checkpoint(_ context.Context, state []byte, log []string) error {
+	return o.st.Checkpoint(state, log)
+}
+
+// Rows returns the rows staged so far per table.
+func (o *Outputs) Rows() map[string]int64 { return o.st.Rows() }
+
+// Decided reports whether the run's publish decision has been made: from
+// then on the run is published, whatever happens to this process.
+func (o *Outputs) Decided() bool { return o.decided.Load() }
+
+// Publish completes the staged files and publishes them into every
+// output as one decision (see the package documentation). state and log
+// go into the staging's last checkpoint, so that a publish that fails
+// before the decision can be resumed without fetching again. It returns
+// run with the rows per table filled in. Once the decision is made, ctx
+// no longer stops it.
+func (o *Outputs) Publish(ctx context.Context, run runs.Record, state []byte, log []string) (runs.Record, error) {
+	files, err := o.st.Finish(state, log)
 	if err != nil {
-		return err
+		return run, err
 	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
+	run.RunID = o.RunID()
+	run.SnapshotDate = runs.Date(o.cfg.SnapshotDate)
+	run.Status = runs.Succeeded
+	run.Rows = map[string]int64{}
+	paths := map[string]string{}
+	for name, f := range files {
+		run.Rows[name] = f.Rows
+		paths[name] = f.Path
 	}
-	// Some file systems do not support syncing directories.
-	if errors.Is(err, os.ErrInvalid) {
+	j := &journal{RunID: run.RunID, Staging: o.st.Dir(), Tables: tableNames(o.cfg.Tables), Files: paths, Run: run}
+	if o.duck != nil {
+		j.DuckDB = &journalDuckDB{Path: o.duck.Path(), History: o.cfg.History}
+	}
+	if o.pq != nil {
+		j.Parquet = o.pq.Location()
+	}
+	if err := writePointers(o.outputs(), j); err != nil {
+		return run, err
+	}
+	var prepared *duckdb.Prepared
+	if o.duck != nil {
+		if prepared, err = o.duck.Prepare(ctx, o.cfg.Tables, paths, run); err != nil {
+			removePointers(o.outputs(), run.RunID)
+			return run, fmt.Errorf("duckdb %s: %w", o.duck.Path(), err)
+		}
+	}
+	if err := context.Cause(ctx); ctx.Err() != nil {
+		if prepared != nil {
+			prepared.Rollback()
+		}
+		removePointers(o.outputs(), run.RunID)
+		return run, err
+	}
+	if err := j.write(); err != nil {
+		if prepared != nil {
+			prepared.Rollback()
+		}
+		removePointers(o.outputs(), run.RunID)
+		return run, fmt.Errorf("write the publish decision: %w", err)
+	}
+	o.decided.Store(true)
+	o.log.Debug().Str("run_id", run.RunID).Msg("publish decided")
+	if prepared != nil {
+		if err := prepared.Commit(); err != nil {
+			return run, fmt.Errorf("%w: %w", errIncomplete, err)
+		}
+	}
+	if err := o.carryOut(context.WithoutCancel(ctx), j, false); err != nil {
+		return run, fmt.Errorf("%w: %w", errIncomplete, err)
+	}
+	o.published = true
+	return run, nil
+}
+
+// errIncomplete marks a publish that was decided but not carried out.
+var errIncomplete = errors.New("the run is published but writing it out did not complete (the next convsync run on these outputs completes it)")
+
+// Close ends the run. After a publish it only releases the locks. Without
+// one, it stops the stage and, unless a checkpoint in it can be resumed,
+// removes the staging; published outputs are never touched.
+func (o *Outputs) Close() error {
+	if o.closed {
 		return nil
 	}
-	return err
+	o.closed = true
+	defer o.releaseLocks()
+	if o.st == nil || o.published {
+		return nil
+	}
+	o.st.Abort()
+	if o.decided.Load() || (o.cfg.Checkpoints && stage.HasCheckpoint(o.st.Dir())) {
+		return nil // rolled forward, or resumed, by a later run
+	}
+	return removeStaging(o.st.Dir())
 }
 
-func marshalRun(run Run) ([]byte, error) {
-	b, err := json.MarshalIndent(run.record(), "", "  ")
-	if err != nil {
-		return nil, fmt.Errorf("encode run record: %w", err)
-	}
-	return append(b, '\n'), nil
+// Resumable reports whether a closed run left a checkpoint that
+// `export --resume` can continue from.
+func (o *Outputs) Resumable() bool {
+	return o.st != nil && !o.published && !o.decided.Load() && o.cfg.Checkpoints && stage.HasCheckpoint(o.st.Dir())
 }
 
-// Multi returns a Sink that fans Write, Commit and Close out to sinks.
-//
-// Commit commits every *DuckDB sink first and the others after, each in
-// the order given, and stops at the first failure: a DuckDB commit is a
-// transaction that can fail on many grounds (constraints, disk, a locked
-// file) and then leaves everything as it was, whereas a Parquet commit is
-// a few renames inside one directory that rarely fail. Committing the
-// likelier failure first keeps the outputs consistent in the common case.
-// Close closes every sink and joins their errors.
-func Multi(sinks ...Sink) Sink {
-	ordered := make([]Sink, 0, len(sinks))
-	for _, s := range sinks {
-		if _, ok := s.(*DuckDB); ok {
-			ordered = append(ordered, s)
-		}
+func tableNames(ts []schemas.Table) []string {
+	out := make([]string, len(ts))
+	for i, t := range ts {
+		out[i] = t.Name
 	}
-	for _, s := range sinks {
-		if _, ok := s.(*DuckDB); !ok {
-			ordered = append(ordered, s)
-		}
-	}
-	return &multi{sinks: sinks, commitOrder: ordered}
+	return out
 }
 
-type multi struct {
-	sinks       []Sink
-	commitOrder []Sink
-}
-
-// Write writes rec to every sink, stopping at the first error.
-func (m *multi) Write(ctx context.Context, table string, rec arrow.Record) error {
-	for _, s := range m.sinks {
-		if err := s.Write(ctx, table, rec); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// Commit commits the DuckDB sinks, then the others, stopping at the first error.
-func (m *multi) Commit(ctx context.Context, run Run) error {
-	for _, s := range m.commitOrder {
-		if err := s.Commit(ctx, run); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// Close closes every sink and joins their errors.
-func (m *multi) Close() error {
-	var errs []error
-	for _, s := range m.sinks {
-		errs = append(errs, s.Close())
-	}
-	return errors.Join(errs...)
-}
-
-// Rotate rotates table in every sink, stopping at the first error.
-func (m *multi) Rotate(ctx context.Context, table string) error {
-	for _, s := range m.sinks {
-		if err := s.Rotate(ctx, table); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// Checkpoint checkpoints every sink, stopping at the first error.
-func (m *multi) Checkpoint(ctx context.Context, state []byte, done []string) error {
-	for _, s := range m.sinks {
-		if err := s.Checkpoint(ctx, state, done); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// Suspend suspends every sink and joins their errors.
-func (m *multi) Suspend() error {
-	var errs []error
-	for _, s := range m.sinks {
-		errs = append(errs, s.Suspend())
-	}
-	return errors.Join(errs...)
+func sameSet(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
 }

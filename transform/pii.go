@@ -22,7 +22,7 @@ const (
 const PIIKeyEnv = "CONVSYNC_PII_KEY"
 
 // ErrNoPIIKey is returned by Policy.Validate when hash mode has no key.
-var ErrNoPIIKey = errors.New("--pii hash needs a key in " + PIIKeyEnv)
+var ErrNoPIIKey = errors.New("the hash mode needs a key")
 
 // Policy says what happens to the values of PII-tagged columns.
 //
@@ -46,7 +46,7 @@ func (p Policy) Validate() error {
 		}
 		return nil
 	default:
-		return fmt.Errorf("unknown --pii mode %q (want keep, hash or redact)", p.Mode)
+		return fmt.Errorf("unknown PII mode %q (want keep, hash or redact)", p.Mode)
 	}
 }
 
@@ -70,20 +70,16 @@ func (p Policy) Display(v string) string {
 	}
 }
 
-// apply maps a (non-null) value of a column tagged pii to what is written;
-// ok is false when the column is to be NULL.
-func (p *piiApplier) apply(pii, v string) (string, bool) {
-	switch {
-	case pii == "" || p.mode == PIIKeep || p.mode == "":
-		return v, true
-	case p.mode == PIIHash && pii == schemas.PIIStandard:
+// apply maps a (non-null) value of a column tagged pii to what is written
+// under hash or redact; ok is false when the column is to be NULL.
+func (p *piiApplier) apply(pii string, v []byte) (string, bool) {
+	if p.mode == PIIHash && pii == schemas.PIIStandard {
 		p.mac.Reset()
-		p.mac.Write([]byte(v))
+		p.mac.Write(v)
 		p.buf = p.mac.Sum(p.buf[:0])
 		return hex.EncodeToString(p.buf), true
-	default:
-		return "", false
 	}
+	return "", false
 }
 
 // piiApplier holds one reusable HMAC state; it is not safe for concurrent

@@ -7,8 +7,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -21,14 +21,18 @@ import (
 // errHelp is returned after -h printed the flags.
 var errHelp = errors.New("help shown")
 
-// DefaultBaseURL is Twilio's Conversations API root.
-const DefaultBaseURL = "https://conversations.twilio.com"
+// Defaults of the flags that have no home in a library package.
+const (
+	defaultDuckDB   = "convsync.duckdb"
+	defaultLockWait = 5 * time.Minute
+)
 
 // common holds the flags export and lookup share.
 type common struct {
 	BaseURL        string
 	DuckDB         string
 	Parquet        string
+	Staging        string
 	Demo           bool
 	PII            string
 	SnapshotDate   string
@@ -38,6 +42,7 @@ type common struct {
 	Progress       string
 	RequestTimeout time.Duration
 	MaxRetries     int
+	LockWait       time.Duration
 
 	// Filled by Validate.
 	snapshot time.Time
@@ -47,33 +52,34 @@ type common struct {
 }
 
 func (c *common) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.BaseURL, "base-url", DefaultBaseURL, "API root")
-	fs.StringVar(&c.DuckDB, "duckdb", "", "write the tables into this DuckDB database `file`")
+	fs.StringVar(&c.BaseURL, "base-url", extract.DefaultBaseURL, "API root")
+	fs.StringVar(&c.DuckDB, "duckdb", "", "write the tables into this DuckDB database `file` (default "+defaultDuckDB+" when no output is given)")
 	fs.StringVar(&c.Parquet, "parquet", "", "write one Parquet dataset per table under `dir`/<table>/")
+	fs.StringVar(&c.Staging, "staging", "", "stage the run's files under `dir` (default: in the Parquet root's .convsync folder, or beside the DuckDB file)")
 	fs.BoolVar(&c.Demo, "demo", false, "start the built-in simulated API in-process and read from it (no credentials needed)")
 	fs.StringVar(&c.PII, "pii", transform.PIIKeep, "PII `mode`: keep, hash (HMAC-SHA256 keyed with $"+transform.PIIKeyEnv+") or redact")
 	fs.StringVar(&c.SnapshotDate, "snapshot-date", "", "the `YYYY-MM-DD` this run's snapshot is filed under (default today, UTC)")
-	fs.IntVar(&c.Concurrency, "concurrency", 8, "maximum API requests in flight")
+	fs.IntVar(&c.Concurrency, "concurrency", extract.DefaultConcurrency, "most API requests in flight; below it convsync finds the account's limit by itself")
 	fs.StringVar(&c.Services, "services", "", "comma-separated service `SIDs` to walk (default: all)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log `level`: debug, info, warn, error")
 	fs.StringVar(&c.Progress, "progress", "auto", "progress display: auto (on a terminal), on, off")
-	fs.DurationVar(&c.RequestTimeout, "request-timeout", 30*time.Second, "timeout of one API request")
-	fs.IntVar(&c.MaxRetries, "max-retries", 8, "retries of one request on 429, 5xx and network errors")
+	fs.DurationVar(&c.RequestTimeout, "request-timeout", extract.DefaultRequestTimeout, "timeout of one API request")
+	fs.IntVar(&c.MaxRetries, "max-retries", extract.DefaultMaxRetries, "retries of one request on 5xx, network errors and untrustworthy answers")
+	fs.DurationVar(&c.LockWait, "lock-wait", defaultLockWait, "how long to wait at publish time for a DuckDB file another process holds open")
 }
 
 // Validate checks the flags and the environment they depend on, before
 // anything is fetched or written.
 func (c *common) Validate(getenv func(string) string) error {
 	if c.DuckDB == "" && c.Parquet == "" {
-		c.DuckDB = "convsync.duckdb"
+		c.DuckDB = defaultDuckDB
+	}
+	if c.Demo && c.BaseURL != extract.DefaultBaseURL {
+		return usageError("--demo serves its own simulated API: it cannot be combined with --base-url %s", c.BaseURL)
 	}
 	if !c.Demo {
-		u, err := url.Parse(c.BaseURL)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			return usageError("--base-url %q is not an http(s) URL", c.BaseURL)
-		}
-		if u.User != nil {
-			return usageError("--base-url must not carry credentials; use the TWILIO_* environment variables")
+		if _, err := extract.ParseBaseURL(c.BaseURL); err != nil {
+			return usageError("--base-url %q: %v", c.BaseURL, err)
 		}
 	}
 	if c.SnapshotDate == "" {
@@ -85,14 +91,17 @@ func (c *common) Validate(getenv func(string) string) error {
 		}
 		c.snapshot = t
 	}
-	if c.Concurrency < 1 || c.Concurrency > 256 {
-		return usageError("--concurrency %d is out of range 1..256", c.Concurrency)
+	if c.Concurrency < 1 || c.Concurrency > extract.MaxConcurrency {
+		return usageError("--concurrency %d is out of range 1..%d", c.Concurrency, extract.MaxConcurrency)
 	}
 	if c.MaxRetries < 0 {
 		return usageError("--max-retries must not be negative")
 	}
 	if c.RequestTimeout <= 0 {
 		return usageError("--request-timeout must be positive")
+	}
+	if c.LockWait < 0 {
+		return usageError("--lock-wait must not be negative")
 	}
 	for _, s := range strings.Split(c.Services, ",") {
 		s = strings.TrimSpace(s)
@@ -109,7 +118,10 @@ func (c *common) Validate(getenv func(string) string) error {
 		c.policy.Key = []byte(getenv(transform.PIIKeyEnv))
 	}
 	if err := c.policy.Validate(); err != nil {
-		return usageError("%v", err)
+		if errors.Is(err, transform.ErrNoPIIKey) {
+			return usageError("--pii hash needs a key in %s", transform.PIIKeyEnv)
+		}
+		return usageError("--pii: %v", err)
 	}
 	lvl, err := zerolog.ParseLevel(c.LogLevel)
 	if err != nil || c.LogLevel == "" {
@@ -125,12 +137,27 @@ func (c *common) Validate(getenv func(string) string) error {
 }
 
 // credentials reads the Twilio credentials from the environment.
-func (c *common) credentials(getenv func(string) string) (extract.Credentials, error) {
+func credentials(getenv func(string) string) (extract.Credentials, error) {
 	cr, err := extract.CredentialsFromEnv(getenv)
 	if err != nil {
-		return cr, usageError("%v", err)
+		return cr, usageError("%v (set TWILIO_ACCOUNT_SID with TWILIO_AUTH_TOKEN, or with TWILIO_API_KEY and TWILIO_API_SECRET)", err)
 	}
 	return cr, nil
+}
+
+// outputLocations are the outputs' locations as the sink names them.
+func (c *common) outputLocations() []string {
+	var out []string
+	for _, p := range []string{c.DuckDB, c.Parquet} {
+		if p == "" {
+			continue
+		}
+		if abs, err := filepath.Abs(p); err == nil {
+			p = abs
+		}
+		out = append(out, p)
+	}
+	return out
 }
 
 func isSID(s, prefix string) bool {
@@ -149,7 +176,7 @@ func newRunID(now time.Time) string {
 }
 
 // parseFlags parses args into fs, turning -h into errHelp and flag errors
-// into usage errors (the flag package has printed the details).
+// into usage errors.
 func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) error {
 	// The flag package's own messages are silenced: a bad flag gets one
 	// line (from run), -h the list of flags.

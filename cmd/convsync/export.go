@@ -6,18 +6,21 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
 
-	"github.com/convsync/convsync/extract"
-	"github.com/convsync/convsync/internal/fakeapi"
 	"github.com/convsync/convsync/jobs"
 	"github.com/convsync/convsync/schemas"
 	"github.com/convsync/convsync/sink"
+	"github.com/convsync/convsync/sink/duckdb"
+	"github.com/convsync/convsync/sink/runs"
 )
 
 // exportFlags are export's flags beyond the common ones.
@@ -34,7 +37,8 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	f.register(fs)
 	fs.BoolVar(&f.History, "history", false, "DuckDB: keep every snapshot and maintain participants_history; an earlier date than the last is refused")
 	fs.BoolVar(&f.Resume, "resume", false, "continue the last interrupted run; with nothing to resume, an ordinary run")
-	fs.DurationVar(&f.Checkpoint, "checkpoint", jobs.DefaultCheckpointFirst, "first checkpoint after `D`, then at doubling intervals up to "+jobs.DefaultCheckpointMax.String()+" (0: none)")
+	fs.DurationVar(&f.Checkpoint, "checkpoint", jobs.DefaultSchedule.Min, "shortest time `D` between checkpoints (they come at least every "+
+		jobs.DefaultSchedule.Max.String()+"); 0 turns checkpoints off")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
@@ -47,203 +51,112 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if f.Checkpoint < 0 {
 		return usageError("--checkpoint must not be negative")
 	}
-	if f.History {
-		if f.DuckDB == "" {
-			return usageError("--history keeps snapshots in DuckDB: give --duckdb FILE")
-		}
-		if err := sink.CheckHistoryDate(ctx, f.DuckDB, f.snapshot.Format(time.DateOnly)); err != nil {
-			if errors.Is(err, sink.ErrHistoryDate) {
-				return usageError("%v", err)
-			}
-			return fmt.Errorf("--history: %w", err)
-		}
+	if f.History && f.DuckDB == "" {
+		return usageError("--history keeps snapshots in DuckDB: give --duckdb FILE")
 	}
-	prog, log, env, err := f.start(ctx, stderr)
+	prog, log, env, err := f.start(stderr)
 	if err != nil {
 		return err
 	}
 	defer env.close()
 
-	fp := f.fingerprint()
-	runID, cps, resume, err := f.plan(fp, &log)
-	if err != nil {
-		return err
+	api := env.baseURL
+	if f.Demo {
+		api = "demo" // the in-process API listens on a new port each time
 	}
-	snk, err := f.openSinks(schemas.Export, runID, &log, func(o output) []sink.Option {
-		var opts []sink.Option
-		if o.duckdb && f.History {
-			opts = append(opts, sink.WithHistory())
-		}
-		if cp := cps[o]; cp != nil {
-			opts = append(opts, sink.WithResume(cp, jobs.ResumableTables))
-		}
-		return opts
+	fp := jobs.Fingerprint(jobs.Inputs{BaseURL: api, Services: f.services, PII: f.PII, PIIKey: f.policy.Key,
+		Date: f.snapshot.Format(time.DateOnly), History: f.History, Outputs: f.outputLocations()})
+	outs, err := f.openOutputs(ctx, sink.Config{
+		History: f.History, Command: "export", RunID: newRunID(time.Now()), Tables: schemas.Export,
+		Fingerprint: fp, Checkpoints: f.Checkpoint > 0, Resume: f.Resume, Keep: jobs.ResumedTables, Logger: log,
 	})
 	if err != nil {
-		return err
+		return annotateHistory(err)
 	}
-	defer snk.Close()
+	defer outs.Close()
+	watchPublish(outs.Decided)
 
-	checkpointFirst := f.Checkpoint
-	if checkpointFirst == 0 {
-		checkpointFirst = -1 // off
+	cfg := jobs.Config{
+		RunID:        outs.RunID(),
+		SnapshotDate: f.snapshot,
+		Version:      buildVersion(),
+		Workers:      f.Concurrency,
+		Services:     f.services,
+		Policy:       f.policy,
+		Logger:       log,
+		Progress:     prog.update,
+		Fingerprint:  fp,
 	}
-	log.Info().Str("run_id", runID).Str("base_url", env.baseURL).Str("snapshot_date", f.snapshot.Format(time.DateOnly)).
-		Str("pii", f.PII).Msg("export started")
-	sum, err := jobs.Export(ctx, env.client, snk, jobs.Config{
-		RunID:           runID,
-		SnapshotDate:    f.snapshot,
-		Concurrency:     f.Concurrency,
-		Services:        f.services,
-		Policy:          f.policy,
-		Logger:          &log,
-		Progress:        prog.update,
-		Fingerprint:     fp,
-		Resume:          resume,
-		CheckpointFirst: checkpointFirst,
-	})
+	if f.Checkpoint > 0 {
+		s := jobs.DefaultSchedule
+		s.Min = f.Checkpoint
+		cfg.Checkpoints = &s
+	}
+	if cp := outs.Resumed(); cp != nil {
+		if cfg.Resume, err = jobs.LoadResume(cp); err != nil {
+			return err
+		}
+	}
+	log.Info().Str("run_id", cfg.RunID).Str("base_url", env.baseURL).Str("snapshot_date", f.snapshot.Format(time.DateOnly)).
+		Str("pii", f.PII).Bool("resumed", cfg.Resume != nil).Msg("export started")
+	sum, err := jobs.Export(ctx, env.client, outs, cfg)
 	prog.finish()
 	if err != nil {
-		if serr := snk.Suspend(); serr != nil {
-			log.Warn().Err(serr).Msg("clean up staging")
+		closeErr := outs.Close()
+		err = fmt.Errorf("export failed after %d requests: %w", sum.Run.Requests, outputError(err))
+		if closeErr != nil {
+			log.Warn().Err(closeErr).Msg("clean up staging")
 		}
-		err = fmt.Errorf("export failed after %d requests: %w", sum.Run.Requests, err)
-		if cp, _ := findAny(f.outputs()); cp != nil {
+		if outs.Resumable() {
 			err = fmt.Errorf("%w; %w", err, errResumable)
 		}
 		return err
 	}
-	if err := snk.Close(); err != nil {
-		return fmt.Errorf("close outputs: %w", err)
-	}
 	f.printSummary(stdout, sum.Run, sum.Skipped, &log)
 	if f.DuckDB != "" {
-		fmt.Fprintf(stdout, "First query to try (any DuckDB client; README.md has more):\n  duckdb %s \"%s\"\n", f.DuckDB, firstQuery)
+		fmt.Fprintf(stdout, "First query to try (README.md has more):\n  convsync sql --duckdb %s \"%s\"\n", f.DuckDB, firstQuery)
 	}
 	return nil
 }
 
+// annotateHistory names the flag of a refused history date.
+func annotateHistory(err error) error {
+	if errors.Is(err, duckdb.ErrHistoryDate) {
+		return &exitError{code: 2, err: fmt.Errorf("--history: %w", err)}
+	}
+	return err
+}
+
 // errResumable marks a failure that left a checkpoint to resume from.
-var errResumable = errors.New("run again with --resume to continue where it stopped")
+var errResumable = fmt.Errorf("run again with --resume to continue where it stopped")
 
 // firstQuery is the query the summary suggests.
 const firstQuery = "SELECT chat_service_sid, coalesce(messaging_binding_type, 'chat') AS binding, count(*) AS participants FROM participants GROUP BY ALL ORDER BY ALL"
 
-// env is what a run reads from: the API client, and the simulated API when
-// --demo started one.
-type env struct {
-	client  *extract.Client
-	baseURL string
-	fake    *fakeapi.Server
-}
-
-func (e *env) close() {
-	if e.fake != nil {
-		e.fake.Close()
-	}
-}
-
-// start sets up what a run needs before it opens its outputs: progress,
-// the logger (whose lines clear the live progress line), and the API client.
-func (c *common) start(ctx context.Context, stderr io.Writer) (*progress, zerolog.Logger, *env, error) {
-	prog := newProgress(stderr, c.Progress)
-	log := newLogger(prog, stderrIsTerminal(stderr), c.level)
-	prog.setLogger(&log)
-	e, err := c.connect(ctx, &log)
-	return prog, log, e, err
-}
-
-// connect builds the API client: against Twilio (or --base-url) with the
-// environment's credentials, or against an in-process simulated API.
-func (c *common) connect(ctx context.Context, log *zerolog.Logger) (*env, error) {
-	e := &env{baseURL: c.BaseURL}
-	var creds extract.Credentials
-	if c.Demo {
-		srv, err := fakeapi.Start("127.0.0.1:0", fakeapi.Options{Dataset: fakeapi.NewDataset(fakeapi.DemoConfig())})
-		if err != nil {
-			return nil, fmt.Errorf("start the simulated API: %w", err)
-		}
-		e.fake, e.baseURL = srv, srv.URL()
-		sc := srv.Credentials()
-		creds = extract.Credentials{AccountSID: sc.AccountSID, AuthToken: sc.AuthToken}
-		log.Info().Str("base_url", e.baseURL).Msg("demo: serving the simulated Conversations API in-process")
-	} else {
-		var err error
-		if creds, err = c.credentials(os.Getenv); err != nil {
-			return nil, err
-		}
-	}
-	cl, err := extract.New(extract.Config{
-		BaseURL:        e.baseURL,
-		Credentials:    creds,
-		Concurrency:    c.Concurrency,
-		RequestTimeout: c.RequestTimeout,
-		MaxRetries:     c.MaxRetries,
-		Logger:         *log,
-	})
-	if err != nil {
-		e.close()
-		return nil, usageError("%v", err)
-	}
-	e.client = cl
-	return e, nil
-}
-
-// openSinks opens the outputs the flags ask for. Nothing is visible in
-// them until Commit.
-func (c *common) openSinks(tables []schemas.Table, runID string, log *zerolog.Logger, optsFor func(output) []sink.Option) (jobs.Sink, error) {
-	var sinks []sink.Sink
-	closeAll := func() {
-		for _, s := range sinks {
-			s.Close()
-		}
-	}
-	if c.DuckDB != "" {
-		if dir := filepath.Dir(c.DuckDB); dir != "" {
-			if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-				return nil, usageError("--duckdb %s: folder %s does not exist", c.DuckDB, dir)
-			}
-		}
-		d, err := sink.NewDuckDB(c.DuckDB, tables, runID, c.snapshot, append(optsFor(output{c.DuckDB, true}), sink.WithLogger(*log))...)
-		if err != nil {
-			return nil, fmt.Errorf("--duckdb %s: %w", c.DuckDB, err)
-		}
-		sinks = append(sinks, d)
-	}
-	if c.Parquet != "" {
-		p, err := sink.NewParquet(c.Parquet, tables, runID, c.snapshot, append(optsFor(output{c.Parquet, false}), sink.WithLogger(*log))...)
-		if err != nil {
-			closeAll()
-			return nil, fmt.Errorf("--parquet %s: %w", c.Parquet, err)
-		}
-		sinks = append(sinks, p)
-	}
-	if len(sinks) == 1 {
-		return sinks[0], nil
-	}
-	return sink.Multi(sinks...), nil
-}
-
 // printSummary writes the end-of-run summary to w and logs it.
-func (c *common) printSummary(w io.Writer, run sink.Run, skipped []string, log *zerolog.Logger) {
-	took := run.Ended.Sub(run.Started).Round(time.Millisecond)
-	ev := log.Info().Str("run_id", run.ID).Dur("elapsed", took).Int64("requests", run.Requests).
-		Int64("retries", run.Retries).Int64("parents_skipped", run.ParentsSkipped)
+func (c *common) printSummary(w io.Writer, run runs.Record, skipped []string, log *zerolog.Logger) {
+	took := run.EndedAt.Sub(run.StartedAt).Round(time.Millisecond)
+	ev := log.Info().Str("run_id", run.RunID).Dur("elapsed", took).Int64("requests", run.Requests).
+		Int64("retries", run.Retries).Int64("throttled", run.Throttled).Int64("parents_skipped", run.ParentsSkipped)
 	for t, n := range run.Rows {
 		ev = ev.Int64("rows_"+t, n)
 	}
 	ev.Msg(run.Command + " finished")
 
-	fmt.Fprintf(w, "convsync %s %s: done in %s\n", run.Command, run.ID, took)
-	for _, t := range append(append([]schemas.Table{}, schemas.Export...), schemas.Lookup...) {
-		if n, ok := run.Rows[t.Name]; ok {
-			fmt.Fprintf(w, "  %-26s %12s rows\n", t.Name, fmtCount(n))
-		}
+	fmt.Fprintf(w, "convsync %s %s: done in %s\n", run.Command, run.RunID, took)
+	for _, t := range orderedTables(run.Rows) {
+		fmt.Fprintf(w, "  %-26s %12s rows\n", t, fmtCount(run.Rows[t]))
 	}
-	fmt.Fprintf(w, "  requests %s, retries %s, deleted during the run (kept without children) %d\n",
-		fmtCount(run.Requests), fmtCount(run.Retries), run.ParentsSkipped)
+	fmt.Fprintf(w, "  requests %s, retries %s, throttled (429) %s, deleted during the run (kept without children) %d\n",
+		fmtCount(run.Requests), fmtCount(run.Retries), fmtCount(run.Throttled), run.ParentsSkipped)
+	if run.ConcurrencyLimit > 0 {
+		fmt.Fprintf(w, "  requests in flight: at most %d, limit found %d\n", run.ConcurrencyPeak, run.ConcurrencyLimit)
+	}
 	if len(skipped) > 0 && len(skipped) <= 10 {
 		fmt.Fprintf(w, "  deleted during the run: %s\n", strings.Join(skipped, ", "))
+	}
+	for _, t := range orderedUnknown(run.UnknownFields) {
+		fmt.Fprintf(w, "  fields the API sent that %s does not have (left out): %s\n", t, formatUnknown(run.UnknownFields[t]))
 	}
 	if c.DuckDB != "" {
 		abs, _ := filepath.Abs(c.DuckDB)
@@ -255,12 +168,23 @@ func (c *common) printSummary(w io.Writer, run sink.Run, skipped []string, log *
 	}
 }
 
-// findAny returns a checkpoint kept in any of the outputs.
-func findAny(outs []output) (*sink.Checkpoint, error) {
-	for _, o := range outs {
-		if cp, err := sink.FindCheckpoint(o.path, o.duckdb); cp != nil || err != nil {
-			return cp, err
+// orderedUnknown lists the tables with unknown fields in schema order.
+func orderedUnknown(m map[string]map[string]int64) []string {
+	var out []string
+	for _, t := range schemas.All {
+		if len(m[t.Name]) > 0 {
+			out = append(out, t.Name)
 		}
 	}
-	return nil, nil
+	return out
+}
+
+// formatUnknown renders field counts as "a (3), b (1)", by name.
+func formatUnknown(m map[string]int64) string {
+	names := slices.Sorted(maps.Keys(m))
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = fmt.Sprintf("%s (%s)", strconv.Quote(n), fmtCount(m[n]))
+	}
+	return strings.Join(parts, ", ")
 }

@@ -2,11 +2,13 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -57,53 +59,59 @@ func runLookup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := f.Validate(os.Getenv); err != nil {
 		return err
 	}
-	prog, log, env, err := f.start(ctx, stderr)
+	prog, log, env, err := f.start(stderr)
 	if err != nil {
 		return err
 	}
 	defer env.close()
 
-	runID := newRunID(time.Now())
-	snk, err := f.openSinks(schemas.Lookup, runID, &log, func(output) []sink.Option { return nil })
+	outs, err := f.openOutputs(ctx, sink.Config{Command: "lookup", RunID: newRunID(time.Now()), Tables: schemas.Lookup, Logger: log})
 	if err != nil {
 		return err
 	}
-	defer snk.Close()
-	log.Info().Str("run_id", runID).Int("subjects", len(subjects)).Str("pii", f.PII).Msg("lookup started")
-	sum, err := jobs.Lookup(ctx, env.client, snk, subjects, jobs.Config{
-		RunID:        runID,
+	defer outs.Close()
+	watchPublish(outs.Decided)
+	log.Info().Str("run_id", outs.RunID()).Int("subjects", len(subjects)).Str("pii", f.PII).Msg("lookup started")
+	sum, err := jobs.Lookup(ctx, env.client, outs, subjects, jobs.Config{
+		RunID:        outs.RunID(),
 		SnapshotDate: f.snapshot,
-		Concurrency:  f.Concurrency,
+		Version:      buildVersion(),
+		Workers:      f.Concurrency,
 		Services:     f.services,
 		Policy:       f.policy,
-		Logger:       &log,
+		Logger:       log,
 		Progress:     prog.update,
 	})
 	prog.finish()
 	if err != nil {
-		return fmt.Errorf("lookup failed: %w", err)
-	}
-	if err := snk.Close(); err != nil {
-		return fmt.Errorf("close outputs: %w", err)
+		return fmt.Errorf("lookup failed: %w", outputError(err))
 	}
 	f.printSummary(stdout, sum.Run, nil, &log)
 	if len(sum.NotFound) > 0 {
 		fmt.Fprintf(stdout, "%d of %d subjects are in no conversation:\n", len(sum.NotFound), len(subjects))
 		for _, i := range sum.NotFound {
 			s := subjects[i]
-			kind, v := "identity", s.Identity
-			if s.Address != "" {
-				kind, v = "address", s.Address
-			}
-			fmt.Fprintf(stdout, "  #%d %s %s\n", i+1, kind, f.policy.Display(v))
+			fmt.Fprintf(stdout, "  #%d %s %s\n", i+1, s.Kind(), displayValue(f.policy.Display(s.Value())))
 		}
 		fmt.Fprintf(stdout, "note: %s.\n", groupMMSCaveat)
 	}
 	return nil
 }
 
+// displayValue shows a subject value on one line: quoted, with control
+// characters escaped, when it holds any.
+func displayValue(v string) string {
+	for _, r := range v {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return strconv.Quote(v)
+		}
+	}
+	return v
+}
+
 // readSubjects reads a subjects file: one subject a line, "identity:" or
-// "address:" then the value, spaces and all. Blank lines are skipped.
+// "address:" then the value, spaces and all. Blank lines are skipped, and
+// a UTF-8 byte order mark at the start is ignored.
 func readSubjects(path string) ([]extract.Subject, error) {
 	fh, err := os.Open(path)
 	if err != nil {
@@ -114,7 +122,11 @@ func readSubjects(path string) ([]extract.Subject, error) {
 	sc := bufio.NewScanner(fh)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSuffix(sc.Text(), "\r")
+		line := sc.Text()
+		if n == 1 {
+			line = string(bytes.TrimPrefix([]byte(line), []byte("\uFEFF")))
+		}
+		line = strings.TrimSuffix(line, "\r")
 		if strings.TrimSpace(line) == "" {
 			continue
 		}

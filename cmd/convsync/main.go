@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -73,10 +74,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	default:
 		err = usageError("unknown command %q (want export, lookup or fakeapi)", args[0])
 	}
-	if err == nil {
-		return 0
-	}
-	if errors.Is(err, errHelp) {
+	if err == nil || errors.Is(err, errHelp) {
 		return 0
 	}
 	code := 1
@@ -86,7 +84,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if sig := caughtSignal(ctx); sig != nil {
 		code = 128 + int(sig.(syscall.Signal))
-		msg := fmt.Sprintf("interrupted by %s: nothing was published, the outputs of the last good run are as they were", sig)
+		msg := fmt.Sprintf("interrupted by %s: nothing was published, the outputs of the last good run are as they were", signalName(sig))
 		if errors.Is(err, errResumable) {
 			msg += "; " + errResumable.Error()
 		}
@@ -104,23 +102,56 @@ func oneLine(s string) string {
 // signalCause is the context cause recorded when a signal arrives.
 type signalCause struct{ sig os.Signal }
 
-func (s signalCause) Error() string { return "received " + s.sig.String() }
+func (s signalCause) Error() string { return "received " + signalName(s.sig) }
+
+// terminating are the catchable signals that end a run cleanly.
+var terminating = []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT}
+
+func signalName(sig os.Signal) string {
+	switch sig {
+	case os.Interrupt:
+		return "SIGINT"
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	case syscall.SIGHUP:
+		return "SIGHUP"
+	case syscall.SIGQUIT:
+		return "SIGQUIT"
+	}
+	return sig.String()
+}
+
+// publishing, once set, reports whether the run's publish has been
+// decided: from then on signals no longer stop it.
+var publishing atomic.Pointer[func() bool]
+
+// watchPublish tells the signal handling how to know that the run's
+// publish is decided.
+func watchPublish(decided func() bool) { publishing.Store(&decided) }
+
+func publishDecided() bool {
+	f := publishing.Load()
+	return f != nil && (*f)()
+}
 
 // signalContext returns a context cancelled, with a signalCause, at the
-// first SIGINT or SIGTERM. A second signal kills the process at once.
+// first terminating signal. A second signal ends the process at once,
+// unless the publish is decided: then it completes first.
 func signalContext() (context.Context, func()) {
 	ctx, cancel := context.WithCancelCause(context.Background())
-	ch := make(chan os.Signal, 2)
-	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	ch := make(chan os.Signal, 4)
+	signal.Notify(ch, terminating...)
 	go func() {
 		sig, ok := <-ch
 		if !ok {
 			return
 		}
 		cancel(signalCause{sig})
-		sig = <-ch
-		if s, ok := sig.(syscall.Signal); ok {
-			os.Exit(128 + int(s))
+		for sig = range ch {
+			if s, ok := sig.(syscall.Signal); ok && !publishDecided() {
+				fmt.Fprintf(os.Stderr, "convsync: interrupted by a second %s: stopped at once; the outputs of the last good run are as they were\n", signalName(sig))
+				os.Exit(128 + int(s))
+			}
 		}
 	}()
 	return ctx, func() { signal.Stop(ch); cancel(nil) }

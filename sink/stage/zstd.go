@@ -1,6 +1,8 @@
-package sink
+package stage
 
 import (
+	"sync"
+
 	"github.com/apache/arrow/go/v17/parquet/compress"
 	"github.com/klauspost/compress/zstd"
 )
@@ -22,15 +24,16 @@ func (z sharedZstd) Encode(dst, src []byte) []byte { return z.enc.EncodeAll(src,
 // EncodeLevel ignores the level: convsync writes at zstd's default level.
 func (z sharedZstd) EncodeLevel(dst, src []byte, _ int) []byte { return z.enc.EncodeAll(src, dst[:0]) }
 
-func init() {
+var registerZstd = sync.OnceValue(func() error {
 	orig, err := compress.GetCodec(compress.Codecs.Zstd)
 	if err != nil {
-		panic(err)
+		return err
 	}
 	enc, err := zstd.NewWriter(nil, zstd.WithZeroFrames(true), zstd.WithEncoderLevel(zstd.SpeedDefault),
 		zstd.WithWindowSize(1<<20))
 	if err != nil {
-		panic(err)
+		return err
 	}
 	compress.RegisterCodec(compress.Codecs.Zstd, sharedZstd{Codec: orig, enc: enc})
-}
+	return nil
+})
