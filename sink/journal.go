@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/convsync/convsync/internal/faultpoint"
 	"github.com/convsync/convsync/schemas"
 	"github.com/convsync/convsync/sink/duckdb"
 	"github.com/convsync/convsync/sink/lock"
@@ -220,6 +221,9 @@ func (o *Outputs) carryOut(ctx context.Context, j *journal, withDuckDB bool) err
 	}
 	outs, err := j.outputs(func(loc string) (parquetOutput, error) { return openParquet(loc, o.log) })
 	if err != nil {
+		return err
+	}
+	if err := faultpoint.Hit("cleanup"); err != nil {
 		return err
 	}
 	if err := removeStaging(j.Staging); err != nil {

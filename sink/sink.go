@@ -35,6 +35,7 @@ import (
 	"github.com/apache/arrow/go/v17/arrow/memory"
 	"github.com/rs/zerolog"
 
+	"github.com/convsync/convsync/internal/faultpoint"
 	"github.com/convsync/convsync/schemas"
 	"github.com/convsync/convsync/sink/dataset"
 	"github.com/convsync/convsync/sink/duckdb"
@@ -255,6 +256,9 @@ func (o *Outputs) Decided() bool { return o.decided.Load() }
 // no longer stops it.
 func (o *Outputs) Publish(ctx context.Context, run runs.Record, state []byte, log []string) (runs.Record, error) {
 	files, err := o.st.Finish(state, log)
+	if err == nil {
+		err = faultpoint.Hit("finish")
+	}
 	if err != nil {
 		return run, err
 	}
@@ -277,31 +281,48 @@ func (o *Outputs) Publish(ctx context.Context, run runs.Record, state []byte, lo
 	if err := writePointers(o.outputs(), j); err != nil {
 		return run, err
 	}
-	var prepared *duckdb.Prepared
-	if o.duck != nil {
-		if prepared, err = o.duck.Prepare(ctx, o.cfg.Tables, paths, run); err != nil {
-			removePointers(o.outputs(), run.RunID)
-			return run, fmt.Errorf("duckdb %s: %w", o.duck.Path(), err)
-		}
-	}
-	if err := context.Cause(ctx); ctx.Err() != nil {
-		if prepared != nil {
-			prepared.Rollback()
-		}
+	undo := func(err error) (runs.Record, error) {
 		removePointers(o.outputs(), run.RunID)
 		return run, err
 	}
-	if err := j.write(); err != nil {
+	if err := faultpoint.Hit("pointers"); err != nil {
+		return undo(err)
+	}
+	var prepared *duckdb.Prepared
+	if o.duck != nil {
+		if prepared, err = o.duck.Prepare(ctx, o.cfg.Tables, paths, run); err != nil {
+			return undo(fmt.Errorf("duckdb %s: %w", o.duck.Path(), err))
+		}
+	}
+	rollback := func(err error) (runs.Record, error) {
 		if prepared != nil {
 			prepared.Rollback()
 		}
-		removePointers(o.outputs(), run.RunID)
-		return run, fmt.Errorf("write the publish decision: %w", err)
+		return undo(err)
+	}
+	if err := faultpoint.Hit("prepare"); err != nil {
+		return rollback(err)
+	}
+	if ctx.Err() != nil {
+		return rollback(context.Cause(ctx))
+	}
+	if err := j.write(); err != nil {
+		return rollback(fmt.Errorf("write the publish decision: %w", err))
 	}
 	o.decided.Store(true)
 	o.log.Debug().Str("run_id", run.RunID).Msg("publish decided")
+	if err := faultpoint.Hit("decided"); err != nil {
+		if prepared != nil {
+			prepared.Rollback()
+		}
+		return run, fmt.Errorf("%w: %w", errIncomplete, err)
+	}
 	if prepared != nil {
-		if err := prepared.Commit(); err != nil {
+		err := prepared.Commit()
+		if err == nil {
+			err = faultpoint.Hit("duckdb-commit")
+		}
+		if err != nil {
 			return run, fmt.Errorf("%w: %w", errIncomplete, err)
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	_ "github.com/marcboeker/go-duckdb/v2" // database/sql driver "duckdb"
 
 	"github.com/convsync/convsync/internal/fakeapi"
+	"github.com/convsync/convsync/schemas"
 )
 
 // Row is one table row by column name.
@@ -28,20 +29,15 @@ type Row = map[string]any
 // Tables maps a table name to its rows by key.
 type Tables map[string]map[string]Row
 
-// Keys are the key columns of each table, as INTERFACE.md lists them.
-var Keys = map[string][]string{
-	"services":                  {"sid"},
-	"users":                     {"sid"},
-	"user_conversations":        {"user_sid", "conversation_sid"},
-	"conversations":             {"sid"},
-	"participants":              {"sid"},
-	"participant_conversations": {"subject", "participant_sid", "conversation_sid"},
-}
-
-// Key returns the row's key in table.
+// Key returns the row's key in table, from the key columns the schema
+// declares.
 func Key(table string, r Row) string {
+	t, ok := schemas.ByName(table)
+	if !ok {
+		panic("testkit: unknown table " + table)
+	}
 	var parts []string
-	for _, k := range Keys[table] {
+	for _, k := range t.Key() {
 		parts = append(parts, fmt.Sprint(r[k]))
 	}
 	return strings.Join(parts, "|")

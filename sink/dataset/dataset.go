@@ -24,6 +24,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 
+	"github.com/convsync/convsync/internal/faultpoint"
 	"github.com/convsync/convsync/schemas"
 	"github.com/convsync/convsync/sink/runs"
 	"github.com/convsync/convsync/sink/stage"
@@ -109,9 +110,15 @@ func (l *Local) Publish(ctx context.Context, tables []schemas.Table, files map[s
 		if !ok {
 			return fmt.Errorf("no staged file for table %s", t.Name)
 		}
+		if err := faultpoint.Hit("parquet:" + t.Name); err != nil {
+			return err
+		}
 		if err := l.publishTable(t.Name, src, run); err != nil {
 			return fmt.Errorf("publish %s: %w", t.Name, err)
 		}
+	}
+	if err := faultpoint.Hit("run-record"); err != nil {
+		return err
 	}
 	rec, err := run.Marshal()
 	if err != nil {

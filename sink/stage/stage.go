@@ -74,7 +74,7 @@ type Checkpoint struct {
 	LogBytes int64 `json:"log_bytes"`
 	// Finished is set by the checkpoint Finish takes: every table's
 	// Parquet file is complete, and only publishing remains.
-	Finished bool `json:"finished"`
+	Finished bool      `json:"finished"`
 	Taken    time.Time `json:"taken"`
 
 	// Log holds the job's log lines (read from events.log, not stored in
