@@ -26,14 +26,29 @@ type list struct {
 	chain bool
 }
 
+// Maximum PageSize of each list endpoint, from Twilio's OpenAPI spec;
+// every list is read at its maximum.
+const (
+	PageSizeServices                 = 100
+	PageSizeUsers                    = 50
+	PageSizeUserConversations        = 50
+	PageSizeConversations            = 100
+	PageSizeParticipants             = 100
+	PageSizeParticipantConversations = 50
+)
+
+// MaxListItems is the most items Twilio lets a user's conversations or a
+// conversation's participants hold.
+const MaxListItems = 1000
+
 // The list endpoints convsync reads.
 var (
-	servicesList                 = list{key: "services", pageSize: 100, chain: true}
-	usersList                    = list{key: "users", pageSize: 50, chain: true}
-	userConversationsList        = list{key: "conversations", pageSize: 50, maxItems: 1000}
-	conversationsList            = list{key: "conversations", pageSize: 100, chain: true}
-	participantsList             = list{key: "participants", pageSize: 100, maxItems: 1000}
-	participantConversationsList = list{key: "conversations", pageSize: 50}
+	servicesList                 = list{key: "services", pageSize: PageSizeServices, chain: true}
+	usersList                    = list{key: "users", pageSize: PageSizeUsers, chain: true}
+	userConversationsList        = list{key: "conversations", pageSize: PageSizeUserConversations, maxItems: MaxListItems}
+	conversationsList            = list{key: "conversations", pageSize: PageSizeConversations, chain: true}
+	participantsList             = list{key: "participants", pageSize: PageSizeParticipants, maxItems: MaxListItems}
+	participantConversationsList = list{key: "conversations", pageSize: PageSizeParticipantConversations}
 )
 
 // PageOf is one page of a list as a walk yields it: the page, and where

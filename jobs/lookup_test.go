@@ -2,10 +2,10 @@ package jobs_test
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/convsync/convsync/extract"
 	"github.com/convsync/convsync/internal/fakeapi"
@@ -18,7 +18,7 @@ import (
 // TestLookupFindsExactlyTheDatasetsConversations looks subjects up by
 // identity (with '+', '.', digits after dots, '/', spaces, '%', unicode) and
 // by address (SMS, WhatsApp) over HTTP, through the service-scoped route of
-// every service, and checks both sinks hold exactly the rows the dataset
+// every service, and checks both outputs hold exactly the rows the dataset
 // holds for them.
 func TestLookupFindsExactlyTheDatasetsConversations(t *testing.T) {
 	ds, srv := startAPI(t, fakeapi.DefaultConfig(), fakeapi.Faults{Seed: 3, Rate429: 0.05, RateReset: 0.03})
@@ -42,38 +42,23 @@ func TestLookupFindsExactlyTheDatasetsConversations(t *testing.T) {
 	if !kinds["sms"] || !kinds["whatsapp"] {
 		t.Fatalf("dataset lacks an SMS or WhatsApp address: %v", kinds)
 	}
-
-	dir := t.TempDir()
-	dbPath, pqDir := filepath.Join(dir, "l.duckdb"), filepath.Join(dir, "pq")
-	date := time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)
-	d, err := sink.NewDuckDB(dbPath, schemas.Lookup, "run-l", date)
+	o := newOutputs(t)
+	out, err := sink.Open(context.Background(), sink.Config{DuckDB: o.db, Parquet: o.pq, Command: "lookup", RunID: "run-l",
+		SnapshotDate: date, Tables: schemas.Lookup, Logger: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := sink.NewParquet(pqDir, schemas.Lookup, "run-l", date)
-	if err != nil {
-		t.Fatal(err)
-	}
-	snk := sink.Multi(d, p)
-	defer snk.Close()
+	defer out.Close()
 	srv.ResetCounters()
-	sum, err := jobs.Lookup(context.Background(), client(t, srv, 4), snk, subjects, jobs.Config{RunID: "run-l", SnapshotDate: date, Concurrency: 4})
+	sum, err := jobs.Lookup(context.Background(), client(t, srv, 4), out, subjects, jobs.Config{RunID: "run-l", SnapshotDate: date, Workers: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := snk.Close(); err != nil {
-		t.Fatal(err)
-	}
-
 	want := map[string]testkit.Row{}
 	for i, s := range subjects {
-		kind, v := "identity", s.Identity
-		if s.Address != "" {
-			kind, v = "address", s.Address
-		}
-		rows := testkit.ExpectedLookup(t, ds, srv, kind, v)
-		if len(rows) == 0 && v != "nobody-at-all" {
-			t.Errorf("dataset has no conversations for subject %q: pick another", v)
+		rows := testkit.ExpectedLookup(t, ds, srv, s.Kind(), s.Value())
+		if len(rows) == 0 && s.Value() != "nobody-at-all" {
+			t.Errorf("dataset has no conversations for subject %q: pick another", s.Value())
 		}
 		for k, r := range rows {
 			want[k] = r
@@ -83,18 +68,20 @@ func TestLookupFindsExactlyTheDatasetsConversations(t *testing.T) {
 			notFound = notFound || j == i
 		}
 		if notFound != (len(rows) == 0) {
-			t.Errorf("subject %q: reported not found = %v, dataset rows %d", v, notFound, len(rows))
+			t.Errorf("subject %q: reported not found = %v, dataset rows %d", s.Value(), notFound, len(rows))
 		}
 	}
-	testkit.CompareTable(t, "participant_conversations", testkit.Query(t, dbPath, "SELECT * FROM participant_conversations"), want, "run_id")
-	testkit.CompareTable(t, "participant_conversations", testkit.ReadParquet(t, pqDir, "participant_conversations"), want, "run_id", "snapshot_date")
-
+	testkit.CompareTable(t, "participant_conversations", testkit.Query(t, o.db, "SELECT * FROM participant_conversations"), want, "run_id")
+	testkit.CompareTable(t, "participant_conversations", testkit.ReadParquet(t, o.pq, "participant_conversations"), want, "run_id", "snapshot_date")
+	if sum.Run.Rows["participant_conversations"] != int64(len(want)) {
+		t.Errorf("run record: %d rows, want %d", sum.Run.Rows["participant_conversations"], len(want))
+	}
 	services := len(ds.Services())
 	if got := srv.Counters().ByEndpoint[fakeapi.EndpointParticipantConversations]; got < int64(len(subjects)*services) {
 		t.Errorf("%d ParticipantConversations requests for %d subjects in %d services", got, len(subjects), services)
 	}
 	for _, name := range []string{"participants", "users", "conversations"} {
-		if n := testkit.Query(t, dbPath, "SELECT count(*) AS n FROM duckdb_tables() WHERE table_name = '"+name+"'")[0]["n"]; n != int64(0) {
+		if n := testkit.Query(t, o.db, "SELECT count(*) AS n FROM duckdb_tables() WHERE table_name = '"+name+"'")[0]["n"]; n != int64(0) {
 			t.Errorf("a lookup into a fresh file created table %s", name)
 		}
 	}

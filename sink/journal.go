@@ -8,11 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/convsync/convsync/internal/faultpoint"
 	"github.com/convsync/convsync/schemas"
 	"github.com/convsync/convsync/sink/duckdb"
-	"github.com/convsync/convsync/sink/lock"
 	"github.com/convsync/convsync/sink/runs"
 	"github.com/convsync/convsync/sink/stage"
 )
@@ -179,11 +179,11 @@ func (o *Outputs) rollForward(ctx context.Context, j *journal) error {
 		if held[out.location] {
 			continue
 		}
-		l, err := acquire(out, lock.Holder{RunID: o.cfg.RunID, Command: o.cfg.Command})
+		l, err := acquire(out, holder{RunID: o.cfg.RunID, Command: o.cfg.Command, PID: os.Getpid(), Since: time.Now().UTC()})
 		if err != nil {
 			return fmt.Errorf("finish the publish of run %s: %w", j.RunID, err)
 		}
-		defer l.Release()
+		defer l.release()
 	}
 	o.log.Warn().Str("run_id", j.RunID).Msg("finishing the publish of an earlier run that was interrupted after its publish decision")
 	if err := o.carryOut(ctx, j, true); err != nil {

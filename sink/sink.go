@@ -22,6 +22,7 @@ package sink
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -105,7 +106,7 @@ type Outputs struct {
 	log     zerolog.Logger
 	duck    *duckdb.Target
 	pq      parquetOutput
-	locks   []*lock.File
+	locks   []*held
 	st      *stage.Stage
 	resumed *stage.Checkpoint
 
@@ -148,7 +149,7 @@ func Open(ctx context.Context, cfg Config) (_ *Outputs, err error) {
 		}
 	}
 	for _, out := range o.outputs() {
-		l, err := acquire(out, lock.Holder{RunID: cfg.RunID, Command: cfg.Command})
+		l, err := acquire(out, holder{RunID: cfg.RunID, Command: cfg.Command, PID: os.Getpid(), Since: time.Now().UTC()})
 		if err != nil {
 			return nil, err
 		}
@@ -196,21 +197,55 @@ func openParquet(location string, log zerolog.Logger) (parquetOutput, error) {
 	return dataset.NewLocal(location, log)
 }
 
-// acquire takes an output's lock, creating its control folder.
-func acquire(out output, h lock.Holder) (*lock.File, error) {
+// holder says which run holds an output's lock; it is kept beside the
+// lock while the run holds it, so that a refused run can name it.
+type holder struct {
+	RunID   string    `json:"run_id"`
+	Command string    `json:"command"`
+	PID     int       `json:"pid"`
+	Since   time.Time `json:"since"`
+}
+
+const holderFile = "holder.json"
+
+// held is an output's lock and where its holder file is.
+type held struct {
+	l      *lock.File
+	holder string
+}
+
+// acquire takes an output's lock, creating its control folder, and
+// records the holder. A refusal names the output and the run holding it.
+func acquire(out output, h holder) (*held, error) {
 	if err := os.MkdirAll(out.control, 0o755); err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrBadOutput, out.location, err)
 	}
-	l, err := lock.Acquire(filepath.Join(out.control, "lock"), h)
+	path := filepath.Join(out.control, holderFile)
+	l, err := lock.Acquire(filepath.Join(out.control, "lock"))
 	if err != nil {
+		var cur holder
+		if b, rerr := os.ReadFile(path); rerr == nil && json.Unmarshal(b, &cur) == nil && cur.RunID != "" {
+			return nil, fmt.Errorf("output %s is busy: %w (%s run %s, pid %d, since %s)", out.location, err,
+				cur.Command, cur.RunID, cur.PID, cur.Since.Format(time.RFC3339))
+		}
 		return nil, fmt.Errorf("output %s is busy: %w", out.location, err)
 	}
-	return l, nil
+	// Who holds it is information for a refused run; failing to record it
+	// does not weaken the lock.
+	if b, err := json.Marshal(h); err == nil {
+		_ = os.WriteFile(path, b, 0o644)
+	}
+	return &held{l: l, holder: path}, nil
+}
+
+func (h *held) release() {
+	_ = os.Remove(h.holder)
+	_ = h.l.Release()
 }
 
 func (o *Outputs) releaseLocks() {
 	for _, l := range o.locks {
-		_ = l.Release()
+		l.release()
 	}
 	o.locks = nil
 }

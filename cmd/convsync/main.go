@@ -20,6 +20,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+
+	"github.com/convsync/convsync/extract"
 )
 
 const usage = `usage: convsync <command> [flags]
@@ -81,6 +83,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		code = ee.code
+	}
+	if errors.Is(err, extract.ErrUnauthorized) {
+		err = fmt.Errorf("%w (check TWILIO_ACCOUNT_SID with TWILIO_AUTH_TOKEN, or TWILIO_API_KEY and TWILIO_API_SECRET)", err)
 	}
 	if sig := caughtSignal(ctx); sig != nil {
 		code = 128 + int(sig.(syscall.Signal))

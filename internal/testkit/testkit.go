@@ -19,8 +19,10 @@ import (
 
 	_ "github.com/marcboeker/go-duckdb/v2" // database/sql driver "duckdb"
 
+	"github.com/convsync/convsync/extract"
 	"github.com/convsync/convsync/internal/fakeapi"
 	"github.com/convsync/convsync/schemas"
+	"github.com/convsync/convsync/sink/stage"
 )
 
 // Row is one table row by column name.
@@ -350,4 +352,114 @@ func Skipped(ds *fakeapi.Dataset, srv *fakeapi.Server) int64 {
 		}
 	}
 	return n
+}
+
+// pages is the number of requests a list of n items takes at page size
+// size: one at least (an empty list, or a 404 for a deleted parent).
+func pages(n, size int) int64 {
+	if n == 0 {
+		return 1
+	}
+	return int64((n + size - 1) / size)
+}
+
+// Done is what an interrupted export had made durable: the child lists
+// finished (unit keys "u svc sid" and "c svc sid"), and per long list
+// walk ("u svc" and "c svc") how many items it had listed and whether it
+// was complete.
+type Done struct {
+	Children map[string]bool
+	Walks    map[string]Walk
+	// Requests is what the checkpoint counted as sent.
+	Requests int64
+}
+
+// Walk is where a user or conversation list walk stood.
+type Walk struct {
+	Listed   int
+	Complete bool
+}
+
+// Requests counts the requests a full export of srv's account needs when
+// every list is read at its maximum page size and nothing is fetched
+// twice: the minimum, which an export without faults must meet exactly.
+// With done, it counts what a resumed export still needs: the services
+// again, the rest of each walk, and the child lists not finished.
+func Requests(ds *fakeapi.Dataset, srv *fakeapi.Server, done *Done) int64 {
+	if done == nil {
+		done = &Done{}
+	}
+	f := srv.Faults()
+	svcs := ds.Services()
+	n := pages(len(svcs), extract.PageSizeServices)
+	walk := func(key string, items, size int) int64 {
+		w := done.Walks[key]
+		switch {
+		case w.Complete:
+			return 0
+		default:
+			return pages(items, size) - int64(w.Listed/size)
+		}
+	}
+	for _, s := range svcs {
+		if slices.Contains(f.DeletedServiceSIDs, s.SID) {
+			n += walk("u "+s.SID, 0, 1) + walk("c "+s.SID, 0, 1)
+			continue
+		}
+		users, convs := ds.Users(s.SID), ds.Conversations(s.SID)
+		n += walk("u "+s.SID, len(users), extract.PageSizeUsers)
+		n += walk("c "+s.SID, len(convs), extract.PageSizeConversations)
+		for _, u := range users {
+			switch {
+			case done.Children["u "+s.SID+" "+u.SID]:
+			case f.IsUserDeleted(u.SID):
+				n++
+			default:
+				n += pages(len(ds.UserConversations(s.SID, u.SID)), extract.PageSizeUserConversations)
+			}
+		}
+		for _, c := range convs {
+			switch {
+			case done.Children["c "+s.SID+" "+c.SID]:
+			case f.IsConversationDeleted(c.SID):
+				n++
+			default:
+				n += pages(len(ds.Participants(s.SID, c.SID)), extract.PageSizeParticipants)
+			}
+		}
+	}
+	return n
+}
+
+// DoneFrom reads what an export's checkpoint vouches for.
+func DoneFrom(t testing.TB, cp *stage.Checkpoint) *Done {
+	t.Helper()
+	var st struct {
+		Requests int64 `json:"requests"`
+		Walks    map[string]struct {
+			Done bool `json:"done"`
+		} `json:"walks"`
+	}
+	if err := json.Unmarshal(cp.State, &st); err != nil {
+		t.Fatal(err)
+	}
+	d := &Done{Children: map[string]bool{}, Walks: map[string]Walk{}, Requests: st.Requests}
+	for _, l := range cp.Log {
+		f := strings.Fields(l)
+		switch {
+		case len(f) == 4 && f[0] == "D":
+			d.Children[f[1]+" "+f[2]+" "+f[3]] = true
+		case len(f) == 4 && f[0] == "P":
+			w := d.Walks[f[1]+" "+f[2]]
+			w.Listed++
+			d.Walks[f[1]+" "+f[2]] = w
+		}
+	}
+	for k, w := range st.Walks {
+		key := strings.Replace(k, ":", " ", 1)
+		x := d.Walks[key]
+		x.Complete = w.Done
+		d.Walks[key] = x
+	}
+	return d
 }
