@@ -16,7 +16,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -113,6 +112,20 @@ type Client struct {
 	sleep         func(context.Context, time.Duration) error
 
 	requests, retries, pages, throttled, serverErrors, networkErrors atomic.Int64
+	inflight                                                         atomic.Int64
+	peak                                                             peakCounter
+}
+
+// peakCounter keeps the largest value observed.
+type peakCounter struct{ v atomic.Int64 }
+
+func (p *peakCounter) observe(n int64) {
+	for {
+		cur := p.v.Load()
+		if n <= cur || p.v.CompareAndSwap(cur, n) {
+			return
+		}
+	}
 }
 
 // New validates cfg, applies defaults and returns a Client.
@@ -139,7 +152,7 @@ func New(cfg Config) (*Client, error) {
 		base:          base,
 		creds:         cfg.Credentials,
 		scrubSecrets:  cfg.Credentials.Secrets(),
-		lim:           newLimiter(n),
+		lim:           newLimiter(n, nil),
 		mem:           newBudget(softBudget),
 		timeout:       orDefault(cfg.RequestTimeout, DefaultRequestTimeout),
 		maxRetries:    cfg.MaxRetries,
@@ -226,7 +239,7 @@ func (c *Client) Stats() Stats {
 		NetworkErrors: c.networkErrors.Load(),
 		Limit:         ls.Limit,
 		InFlight:      ls.InFlight,
-		PeakInFlight:  ls.Peak,
+		PeakInFlight:  int(c.peak.v.Load()),
 		MemoryHeld:    c.mem.Held(),
 	}
 }
@@ -385,8 +398,12 @@ func (c *Client) attempt(ctx context.Context, r *request, prio, n int) (res atte
 	if err != nil {
 		return attemptResult{err: err}
 	}
-	out := outcome{kind: outcomeOther, concurrent: -1}
-	defer func() { sl.done(out) }()
+	c.peak.observe(c.inflight.Add(1))
+	out := failedOutcome()
+	defer func() {
+		c.inflight.Add(-1)
+		sl.done(out)
+	}()
 
 	actx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
@@ -414,11 +431,10 @@ func (c *Client) attempt(ctx context.Context, r *request, prio, n int) (res atte
 	}
 	defer resp.Body.Close()
 	res.status = resp.StatusCode
-	out.concurrent = concurrentRequests(resp.Header)
+	concurrent := concurrentRequests(resp.Header)
 	body, err := readBody(actx, c.mem, resp.Body)
-	out.rtt = time.Since(start)
 	c.log.Debug().Str("path", r.logURL).Int("attempt", n).Int("status", res.status).
-		Dur("duration", out.rtt).Msg("twilio request")
+		Dur("duration", time.Since(start)).Msg("twilio request")
 	switch {
 	case res.status == http.StatusTooManyRequests:
 		c.throttled.Add(1)
@@ -441,9 +457,12 @@ func (c *Client) attempt(ctx context.Context, r *request, prio, n int) (res atte
 		putBody(body)
 		res.err = apiErr
 		res.retryAfter = resp.Header.Get("Retry-After")
-		if res.status == http.StatusTooManyRequests && apiErr.Code == CodeTooManyConcurrentRequests {
+		switch {
+		case res.status == http.StatusTooManyRequests && apiErr.Code == CodeTooManyConcurrentRequests:
 			res.throttled = true
-			out.kind = outcomeThrottled
+			out = throttledOutcome(concurrent)
+		case res.status < 500 && res.status != http.StatusTooManyRequests:
+			out = okOutcome(concurrent, 0) // processed by the API: the limit held
 		}
 		if res.status == http.StatusNotFound && !apiErr.Twilio {
 			res.err = &UntrustedError{Method: http.MethodGet, Path: r.path,
@@ -451,22 +470,9 @@ func (c *Client) attempt(ctx context.Context, r *request, prio, n int) (res atte
 		}
 		return res
 	}
-	out.kind = outcomeOK
+	out = okOutcome(concurrent, 0)
 	res.body = body
 	return res
-}
-
-// concurrentRequests reads Twilio-Concurrent-Requests (-1 when absent).
-func concurrentRequests(h http.Header) int {
-	v := h.Get("Twilio-Concurrent-Requests")
-	if v == "" {
-		return -1
-	}
-	n, err := strconv.Atoi(strings.TrimSpace(v))
-	if err != nil || n < 0 {
-		return -1
-	}
-	return n
 }
 
 // scrub returns a function removing from text every sensitive value of

@@ -84,8 +84,8 @@ import (
 // spin: throttlePause gives a jittered pause, 50 ms doubling to 1 s, to wait
 // before retrying.
 //
-// Waiters are served by priority (prioRetry, then prioNextPage, then
-// prioFirstPage), first come first served within one. A limiter is safe for
+// Waiters are served by priority (prioRetry, then prioChain, then
+// prioNextPage, then prioFirstPage), first come first served within one. A limiter is safe for
 // concurrent use; acquire allocates the slot and, only when it must wait, a
 // channel.
 type limiter struct {
@@ -118,8 +118,9 @@ type limiter struct {
 
 // Request priorities for acquire; higher is served first.
 const (
-	prioFirstPage = iota // first page of a list
-	prioNextPage         // continuation page of a list already under way
+	prioFirstPage = iota // first page of a child list
+	prioNextPage         // continuation page of a child list already under way
+	prioChain            // a page of a long list (services, users, conversations), which must start early
 	prioRetry            // retry of a throttled request
 	numPrio
 )
@@ -261,7 +262,7 @@ func concurrentRequests(h http.Header) int {
 }
 
 // acquire waits for a slot under the current limit. Waiters of higher prio
-// (prioRetry > prioNextPage > prioFirstPage) are served first, in arrival
+// (prioRetry > prioChain > prioNextPage > prioFirstPage) are served first, in arrival
 // order within a priority. It returns ctx.Err() if ctx ends first; a slot
 // granted at that moment is given back. The caller sends the request at once
 // and reports its outcome with done.

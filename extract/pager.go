@@ -71,7 +71,7 @@ func (c *Client) walk(ctx context.Context, l list, first *url.URL) iter.Seq2[Pag
 		ticket := c.mem.walk()
 		seed := maphash.MakeSeed()
 		seen := map[uint64]struct{}{maphash.String(seed, first.String()): {}}
-		u, items, prio := first, 0, prioFirst
+		u, items, prio := first, 0, prioFirstPage
 		if l.chain {
 			prio = prioChain
 		}
@@ -122,7 +122,7 @@ func (c *Client) walk(ctx context.Context, l list, first *url.URL) iter.Seq2[Pag
 			}
 			u = next
 			if !l.chain {
-				prio = prioNext
+				prio = prioNextPage
 			}
 		}
 	}
