@@ -463,3 +463,63 @@ func DoneFrom(t testing.TB, cp *stage.Checkpoint) *Done {
 	}
 	return d
 }
+
+// Matches reports whether got holds exactly the wanted rows (as
+// CompareTable checks, without failing the test): every wanted row once,
+// every wanted column equal, nothing else.
+func Matches(table string, got []Row, want map[string]Row) bool {
+	if len(got) != len(want) {
+		return false
+	}
+	seen := make(map[string]bool, len(got))
+	for _, g := range got {
+		k := Key(table, g)
+		w, ok := want[k]
+		if !ok || seen[k] {
+			return false
+		}
+		seen[k] = true
+		for col, wv := range w {
+			if gv, ok := g[col]; !ok || !Equal(gv, wv) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// QueryErr is Query returning the error instead of failing the test (for
+// a table that may not exist yet).
+func QueryErr(path, q string) ([]Row, error) {
+	db, err := sql.Open("duckdb", path)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	rows, err := db.Query(q)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, err
+	}
+	var out []Row
+	for rows.Next() {
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, err
+		}
+		r := Row{}
+		for i, c := range cols {
+			r[c] = vals[i]
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
