@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -77,9 +78,12 @@ func runFakeAPI(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		overlay(p.dst, p.v)
 	}
+	if err := ds.Validate(); err != nil {
+		return sizeUsageError(err)
+	}
 
 	start := time.Now()
-	srv, err := fakeapi.Start(*listen, fakeapi.Options{Dataset: fakeapi.NewDataset(ds), Faults: f})
+	srv, err := fakeapi.Start(*listen, fakeapi.Options{Config: &ds, Faults: f})
 	if err != nil {
 		return fmt.Errorf("fakeapi: listen on %s: %w", *listen, err)
 	}
@@ -94,6 +98,26 @@ func runFakeAPI(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fmt.Fprintf(stdout, "then:   convsync export --base-url %s\n", srv.URL())
 	<-ctx.Done()
 	return nil
+}
+
+// sizeFlags names the flag of each DatasetConfig size field.
+var sizeFlags = map[string]string{
+	"Services": "services", "UsersPerService": "users", "ConversationsPerService": "conversations",
+	"ParticipantsPerConversation": "participants", "LargeConversationParticipants": "large-conversation",
+	"BusyUserConversations": "busy-user",
+}
+
+// sizeUsageError restates a dataset size refusal in terms of the flags.
+func sizeUsageError(err error) error {
+	var se *fakeapi.SizeError
+	if !errors.As(err, &se) {
+		return usageError("%v", err)
+	}
+	if se.Field != "" {
+		return usageError("--%s %d is beyond the limit %d (the simulated dataset is held in memory)", sizeFlags[se.Field], se.Value, se.Limit)
+	}
+	return usageError("the dataset would hold about %d rows (--services × (--users + --conversations × (--participants + 1) + --large-conversation)), "+
+		"beyond the limit %d (about 1 KB of memory a row)", se.Value, se.Limit)
 }
 
 func overlay[T comparable](dst *T, v T) {

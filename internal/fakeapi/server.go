@@ -46,8 +46,13 @@ func DefaultCredentials(ds *Dataset) Credentials {
 
 // Options configures a Server.
 type Options struct {
-	// Dataset is the data served; nil means NewDataset(DefaultConfig()).
+	// Dataset is the data served; nil means NewDataset(*Config), or
+	// NewDataset(DefaultConfig()) when Config is nil too.
 	Dataset *Dataset
+	// Config, used when Dataset is nil, is the configuration of the
+	// dataset to generate. Start refuses one that Config.Validate refuses
+	// (a *SizeError); New panics on it.
+	Config *DatasetConfig
 	// Faults configures injected failures; the zero value injects none.
 	Faults Faults
 	// Credentials are the accepted credentials; zero fields take the
@@ -73,11 +78,19 @@ type Server struct {
 	url string
 }
 
-// New returns a Server handler for opts (not listening; see Start).
+// New returns a Server handler for opts (not listening; see Start). It
+// panics on options Start would refuse.
 func New(opts Options) *Server {
+	if err := opts.validate(); err != nil {
+		panic(err)
+	}
 	ds := opts.Dataset
 	if ds == nil {
-		ds = NewDataset(DefaultConfig())
+		cfg := DefaultConfig()
+		if opts.Config != nil {
+			cfg = *opts.Config
+		}
+		ds = NewDataset(cfg)
 	}
 	def := DefaultCredentials(ds)
 	c := opts.Credentials
@@ -99,9 +112,23 @@ func New(opts Options) *Server {
 	}
 }
 
+// validate reports options New cannot serve.
+func (o Options) validate() error {
+	if o.Dataset == nil && o.Config != nil {
+		if err := o.Config.Validate(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Start creates a Server and serves it on addr (e.g. "127.0.0.1:0") in the
-// background until Close.
+// background until Close. It returns an error, before listening, for
+// options New would panic on: a refused Config (*SizeError).
 func Start(addr string, opts Options) (*Server, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
 	s := New(opts)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
