@@ -29,6 +29,7 @@ func runFakeAPI(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.Int64Var(&f.Seed, "fault-seed", 1, "seed of the fault draws")
 	fs.DurationVar(&f.Latency, "latency", 0, "latency added to every request")
 	fs.IntVar(&f.MaxInFlight, "max-in-flight", 0, "requests in flight beyond which 429 (code 20429) is returned (0: no cap)")
+	fs.IntVar(&f.OtherInFlight, "other-in-flight", 0, "requests a phantom other application of the account keeps in flight: they take max-in-flight slots and count in Twilio-Concurrent-Requests")
 	fs.Float64Var(&f.Rate429, "rate-429", 0, "probability of a random 429")
 	fs.Float64Var(&f.RetryAfterRate, "retry-after-rate", 0.5, "fraction of 429s carrying Retry-After")
 	fs.Float64Var(&f.Rate500, "rate-500", 0, "probability of a 500")
@@ -58,6 +59,9 @@ func runFakeAPI(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if r < 0 || r > 1 {
 			return usageError("--%s %v is not a probability between 0 and 1", name, r)
 		}
+	}
+	if f.OtherInFlight < 0 {
+		return usageError("--other-in-flight must not be negative")
 	}
 	if !*demo {
 		ds = fakeapi.DefaultConfig()

@@ -23,6 +23,12 @@ type Faults struct {
 	// MaxInFlight caps concurrently admitted requests; requests beyond the
 	// cap get 429 (code 20429). Zero means unlimited.
 	MaxInFlight int
+	// OtherInFlight is the load of a phantom other application of the same
+	// account, permanently holding that many requests in flight: they count
+	// toward MaxInFlight (a client gets only MaxInFlight-OtherInFlight
+	// slots) and toward the Twilio-Concurrent-Requests header, but not
+	// toward Counters.PeakInFlight.
+	OtherInFlight int
 	// Rate429 is the probability of a random 429 (code 20429).
 	Rate429 float64
 	// RetryAfterRate is the fraction of 429s (random or MaxInFlight) that
@@ -124,8 +130,13 @@ type Counters struct {
 	DeletedConversation404, DeletedUser404 int64
 	// DeletedService404 counts 404s served under deleted services.
 	DeletedService404 int64
-	// PeakInFlight is the highest number of concurrently admitted requests.
+	// PeakInFlight is the highest number of concurrently admitted (real)
+	// requests.
 	PeakInFlight int64
+	// PeakConcurrentRequests is the highest Twilio-Concurrent-Requests
+	// value sent on an admitted request: PeakInFlight plus the phantom
+	// Faults.OtherInFlight load.
+	PeakConcurrentRequests int64
 }
 
 type counterSet struct {

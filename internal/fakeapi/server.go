@@ -208,6 +208,15 @@ func (s *Server) draw() draws {
 	return draws{f(), f(), f(), f(), f(), f(), f()}
 }
 
+// ConcurrentRequestsHeader is the header every response carries: the
+// number of the account's requests in flight when the request was admitted
+// (or refused), itself and Faults.OtherInFlight included.
+const ConcurrentRequestsHeader = "Twilio-Concurrent-Requests"
+
+// InFlight returns the number of requests currently admitted and not yet
+// answered (real ones only; Faults.OtherInFlight is not included).
+func (s *Server) InFlight() int64 { return s.inflight.Load() }
+
 // ServeHTTP implements http.Handler: count, admit (MaxInFlight), sleep
 // (Latency), authenticate, inject random faults, route, and write (possibly
 // resetting or truncating).
@@ -223,14 +232,34 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	})
 	d := s.draw()
 
-	n := s.inflight.Add(1)
-	defer s.inflight.Add(-1)
-	if s.faults.MaxInFlight > 0 && n > int64(s.faults.MaxInFlight) {
+	// Admission: the phantom OtherInFlight requests hold their slots
+	// permanently; a request is admitted if its own slot fits under
+	// MaxInFlight beside them. Rejected requests take no slot.
+	other := int64(max(s.faults.OtherInFlight, 0))
+	var n int64
+	admitted := true
+	for {
+		cur := s.inflight.Load()
+		n = cur + 1
+		if s.faults.MaxInFlight > 0 && n+other > int64(s.faults.MaxInFlight) {
+			admitted = false
+			break
+		}
+		if s.inflight.CompareAndSwap(cur, n) {
+			break
+		}
+	}
+	w.Header().Set(ConcurrentRequestsHeader, strconv.FormatInt(n+other, 10))
+	if !admitted {
 		s.counters.do(func(c *Counters) { c.Throttled++ })
 		s.writePlain(w, s.tooMany(d))
 		return
 	}
-	s.counters.do(func(c *Counters) { c.PeakInFlight = max(c.PeakInFlight, n) })
+	defer s.inflight.Add(-1)
+	s.counters.do(func(c *Counters) {
+		c.PeakInFlight = max(c.PeakInFlight, n)
+		c.PeakConcurrentRequests = max(c.PeakConcurrentRequests, n+other)
+	})
 
 	if s.faults.Latency > 0 {
 		t := time.NewTimer(s.faults.Latency)
@@ -326,7 +355,7 @@ func (s *Server) writeBroken(w http.ResponseWriter, resp response, cut float64, 
 		panic(http.ErrAbortHandler)
 	}
 	defer conn.Close()
-	h := http.Header{}
+	h := w.Header().Clone()
 	s.headers(h, resp)
 	h.Set("Content-Length", strconv.Itoa(len(resp.body)))
 	h.Set("Connection", "close")
