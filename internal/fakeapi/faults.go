@@ -12,7 +12,8 @@ import (
 // Faults configures injected failures. Every rate is a per-request
 // probability in [0,1]; zero disables that fault. Random draws come from a
 // generator seeded with Seed, so a sequential client sees the same faults on
-// every run. Faults apply uniformly to every endpoint.
+// every run. Faults apply uniformly to every endpoint, except the Hostile
+// ones, which have an endpoint selector.
 type Faults struct {
 	// Seed seeds the per-request fault draws and the deleted-resource
 	// selection.
@@ -59,6 +60,9 @@ type Faults struct {
 	// DeletedUsers is the fraction of users whose Conversations list
 	// returns 404 (code 20404) although they are listed. See IsUserDeleted.
 	DeletedUsers float64
+	// Hostile configures answers a client must not trust (see Hostile);
+	// the zero value serves none.
+	Hostile Hostile
 }
 
 // hashUnit maps (seed, kind, sid) to a deterministic number in [0,1).
@@ -133,6 +137,8 @@ type Counters struct {
 	// PeakInFlight is the highest number of concurrently admitted (real)
 	// requests.
 	PeakInFlight int64
+	// Hostile counts hostile answers (Faults.Hostile).
+	Hostile HostileCounters
 	// PeakConcurrentRequests is the highest Twilio-Concurrent-Requests
 	// value sent on an admitted request: PeakInFlight plus the phantom
 	// Faults.OtherInFlight load.
