@@ -217,13 +217,16 @@ func synthAddress(i int) string { return fmt.Sprintf("+1555%07d", i%10_000_000) 
 
 // ---- hostile pages ----
 
-// pickRow chooses, deterministically, one object (non-null) member of
-// items for the misbehaviour tag, or -1.
-func (s *Server) pickRow(tag, where string, items []any) int {
+// pickRow chooses, deterministically, for the misbehaviour tag one member
+// of items still intact (an object with its key field kf a string, so that
+// combined modes never spoil each other's row), or -1.
+func (s *Server) pickRow(tag, where, kf string, items []any) int {
 	var cand []int
 	for i, it := range items {
-		if it != nil {
-			cand = append(cand, i)
+		if m, ok := it.(map[string]any); ok {
+			if _, ok := m[kf].(string); ok {
+				cand = append(cand, i)
+			}
 		}
 	}
 	if len(cand) == 0 {
@@ -245,19 +248,19 @@ func (s *Server) mutate(endpoint, key, where string, po *pageOut) {
 	}
 	kf := KeyField(endpoint)
 	if h.NullMember {
-		if i := s.pickRow("null-member", where, po.items); i >= 0 {
+		if i := s.pickRow("null-member", where, kf, po.items); i >= 0 {
 			po.items[i] = nil
 			hc(func(c *HostileCounters) { c.NullMember++ })
 		}
 	}
 	if h.MissingKey {
-		if i := s.pickRow("missing-key", where, po.items); i >= 0 {
+		if i := s.pickRow("missing-key", where, kf, po.items); i >= 0 {
 			delete(po.items[i].(map[string]any), kf)
 			hc(func(c *HostileCounters) { c.MissingKey++ })
 		}
 	}
 	if h.NumericKey {
-		if i := s.pickRow("numeric-key", where, po.items); i >= 0 {
+		if i := s.pickRow("numeric-key", where, kf, po.items); i >= 0 {
 			po.items[i].(map[string]any)[kf] = int64(hashUnit(s.faults.Seed, "numeric-key-value", where) * 1e12)
 			hc(func(c *HostileCounters) { c.NumericKey++ })
 		}

@@ -815,3 +815,28 @@ func TestHostileValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestHostileRowModesCombined: with every row mode on, each page has one
+// null member, one keyless and one numeric-keyed object, all distinct.
+func TestHostileRowModesCombined(t *testing.T) {
+	for seed := int64(1); seed <= 20; seed++ {
+		s := startServer(t, Options{Faults: Faults{Seed: seed, Hostile: Hostile{NullMember: true, MissingKey: true, NumericKey: true, Endpoint: EndpointConversations}}})
+		page := newClient(t, s).getJSON(s.URL() + "/v1/Conversations?PageSize=4")
+		nulls, missing, numeric := 0, 0, 0
+		for _, it := range page["conversations"].([]any) {
+			if it == nil {
+				nulls++
+				continue
+			}
+			switch it.(map[string]any)["sid"].(type) {
+			case nil:
+				missing++
+			case json.Number:
+				numeric++
+			}
+		}
+		if nulls != 1 || missing != 1 || numeric != 1 {
+			t.Errorf("seed %d: %d null, %d keyless, %d numeric; want one each", seed, nulls, missing, numeric)
+		}
+	}
+}
