@@ -259,7 +259,8 @@ func (s *Server) draw() draws {
 const ConcurrentRequestsHeader = "Twilio-Concurrent-Requests"
 
 // InFlight returns the number of requests currently admitted and not yet
-// answered (real ones only; Faults.OtherInFlight is not included).
+// answered (real ones only; Faults.OtherInFlight is not included). A
+// request leaves the count when its answer is ready, before it is written.
 func (s *Server) InFlight() int64 { return s.inflight.Load() }
 
 // ServeHTTP implements http.Handler: count, admit (MaxInFlight), sleep
@@ -295,10 +296,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	w.Header().Set(ConcurrentRequestsHeader, strconv.FormatInt(n+other, 10))
+	// An admitted request leaves the in-flight count once its answer is
+	// ready, before it is written: a client that has its answer is never
+	// counted against its next request.
+	release := func() {}
 	send := func(resp response) {
 		if s.faults.Hostile.EchoAuthorization && s.faults.Hostile.anyEndpoint(rt.endpoint) {
 			resp = s.echoAuthorization(r, resp)
 		}
+		release()
 		s.writePlain(w, resp)
 	}
 	if !admitted {
@@ -306,7 +312,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		send(s.tooMany(d, rt))
 		return
 	}
-	defer s.inflight.Add(-1)
+	var once sync.Once
+	release = func() { once.Do(func() { s.inflight.Add(-1) }) }
+	defer release()
 	s.counters.do(func(c *Counters) {
 		c.PeakInFlight = max(c.PeakInFlight, n)
 		c.PeakConcurrentRequests = max(c.PeakConcurrentRequests, n+other)
@@ -345,6 +353,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.faults.Hostile.EchoAuthorization && s.faults.Hostile.anyEndpoint(rt.endpoint) {
 		resp = s.echoAuthorization(r, resp)
 	}
+	release()
 	switch {
 	case d.reset < s.faults.RateReset:
 		s.counters.do(func(c *Counters) { c.Resets++ })
