@@ -274,8 +274,14 @@ type Dataset struct {
 }
 
 // NewDataset generates the dataset described by cfg (zero fields take the
-// DefaultConfig values, except Seed).
+// DefaultConfig values, except Seed). It panics with cfg.Validate()'s
+// one-line *SizeError for sizes that would exhaust memory (see
+// MaxDatasetSize, MaxDatasetRows); call Validate first, or Start with
+// Options.Config, to get an error instead.
 func NewDataset(cfg DatasetConfig) *Dataset {
+	if err := cfg.Validate(); err != nil {
+		panic(err)
+	}
 	cfg = cfg.withDefaults()
 	g := &gen{rng: rand.New(rand.NewPCG(uint64(cfg.Seed), 0x9e3779b97f4a7c15)), cfg: cfg}
 	d := &Dataset{cfg: cfg, bySID: map[string]*serviceData{}}

@@ -20,7 +20,12 @@
 // started on an address with Start. It authenticates with HTTP Basic
 // (account SID + auth token, or API key SID + secret) and can inject
 // faults (latency, concurrency cap, 429/500/503, connection resets,
-// truncated bodies, resources deleted mid-crawl), all counted in Counters.
+// truncated bodies, resources deleted mid-crawl, a phantom other
+// application's load) and hostile answers a client must refuse to trust
+// (Faults.Hostile: wrong meta keys, null or keyless rows, HTML 404s,
+// endless or cycling lists, oversized pages, credentials echoed in errors,
+// huge Retry-After, too-long lists), all counted in Counters. Every
+// response carries Twilio-Concurrent-Requests.
 //
 //	ds := fakeapi.NewDataset(fakeapi.DefaultConfig())
 //	srv, err := fakeapi.Start("127.0.0.1:0", fakeapi.Options{Dataset: ds})

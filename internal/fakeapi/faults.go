@@ -12,7 +12,8 @@ import (
 // Faults configures injected failures. Every rate is a per-request
 // probability in [0,1]; zero disables that fault. Random draws come from a
 // generator seeded with Seed, so a sequential client sees the same faults on
-// every run. Faults apply uniformly to every endpoint.
+// every run. Faults apply uniformly to every endpoint, except the Hostile
+// ones, which have an endpoint selector.
 type Faults struct {
 	// Seed seeds the per-request fault draws and the deleted-resource
 	// selection.
@@ -23,6 +24,12 @@ type Faults struct {
 	// MaxInFlight caps concurrently admitted requests; requests beyond the
 	// cap get 429 (code 20429). Zero means unlimited.
 	MaxInFlight int
+	// OtherInFlight is the load of a phantom other application of the same
+	// account, permanently holding that many requests in flight: they count
+	// toward MaxInFlight (a client gets only MaxInFlight-OtherInFlight
+	// slots) and toward the Twilio-Concurrent-Requests header, but not
+	// toward Counters.PeakInFlight.
+	OtherInFlight int
 	// Rate429 is the probability of a random 429 (code 20429).
 	Rate429 float64
 	// RetryAfterRate is the fraction of 429s (random or MaxInFlight) that
@@ -53,6 +60,9 @@ type Faults struct {
 	// DeletedUsers is the fraction of users whose Conversations list
 	// returns 404 (code 20404) although they are listed. See IsUserDeleted.
 	DeletedUsers float64
+	// Hostile configures answers a client must not trust (see Hostile);
+	// the zero value serves none.
+	Hostile Hostile
 }
 
 // hashUnit maps (seed, kind, sid) to a deterministic number in [0,1).
@@ -124,8 +134,15 @@ type Counters struct {
 	DeletedConversation404, DeletedUser404 int64
 	// DeletedService404 counts 404s served under deleted services.
 	DeletedService404 int64
-	// PeakInFlight is the highest number of concurrently admitted requests.
+	// PeakInFlight is the highest number of concurrently admitted (real)
+	// requests.
 	PeakInFlight int64
+	// Hostile counts hostile answers (Faults.Hostile).
+	Hostile HostileCounters
+	// PeakConcurrentRequests is the highest Twilio-Concurrent-Requests
+	// value sent on an admitted request: PeakInFlight plus the phantom
+	// Faults.OtherInFlight load.
+	PeakConcurrentRequests int64
 }
 
 type counterSet struct {

@@ -27,7 +27,7 @@ func testDataset() *Dataset {
 // startServer starts a server on 127.0.0.1:0 and closes it with the test.
 func startServer(t testing.TB, opts Options) *Server {
 	t.Helper()
-	if opts.Dataset == nil {
+	if opts.Dataset == nil && opts.Config == nil {
 		opts.Dataset = testDataset()
 	}
 	s, err := Start("127.0.0.1:0", opts)

@@ -1,12 +1,15 @@
 package fakeapi
 
 import (
+	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -46,8 +49,13 @@ func DefaultCredentials(ds *Dataset) Credentials {
 
 // Options configures a Server.
 type Options struct {
-	// Dataset is the data served; nil means NewDataset(DefaultConfig()).
+	// Dataset is the data served; nil means NewDataset(*Config), or
+	// NewDataset(DefaultConfig()) when Config is nil too.
 	Dataset *Dataset
+	// Config, used when Dataset is nil, is the configuration of the
+	// dataset to generate. Start refuses one that Config.Validate refuses
+	// (a *SizeError); New panics on it.
+	Config *DatasetConfig
 	// Faults configures injected failures; the zero value injects none.
 	Faults Faults
 	// Credentials are the accepted credentials; zero fields take the
@@ -73,11 +81,19 @@ type Server struct {
 	url string
 }
 
-// New returns a Server handler for opts (not listening; see Start).
+// New returns a Server handler for opts (not listening; see Start). It
+// panics on options Start would refuse.
 func New(opts Options) *Server {
+	if err := opts.validate(); err != nil {
+		panic(err)
+	}
 	ds := opts.Dataset
 	if ds == nil {
-		ds = NewDataset(DefaultConfig())
+		cfg := DefaultConfig()
+		if opts.Config != nil {
+			cfg = *opts.Config
+		}
+		ds = NewDataset(cfg)
 	}
 	def := DefaultCredentials(ds)
 	c := opts.Credentials
@@ -99,9 +115,27 @@ func New(opts Options) *Server {
 	}
 }
 
+// validate reports options New cannot serve.
+func (o Options) validate() error {
+	if err := o.Faults.Validate(); err != nil {
+		return err
+	}
+	if o.Dataset == nil && o.Config != nil {
+		if err := o.Config.Validate(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Start creates a Server and serves it on addr (e.g. "127.0.0.1:0") in the
-// background until Close.
+// background until Close. It returns an error, before listening, for
+// options New would panic on: a refused Config (*SizeError) or Faults
+// (Faults.Validate).
 func Start(addr string, opts Options) (*Server, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
 	s := New(opts)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -154,14 +188,52 @@ func errorBody(status, code int, msg string) []byte {
 	return b
 }
 
+// response is an answer to send. Its body is body, then padN copies of
+// padByte, then tail: padding (Hostile.Oversized) is streamed, not held.
 type response struct {
 	status int
 	body   []byte
 	header http.Header
+	// code and msg are the Twilio error code and message of an error
+	// response (code 0 otherwise).
+	code int
+	msg  string
+
+	padByte byte
+	padN    int64
+	tail    []byte
 }
 
 func errResp(status, code int, msg string) response {
-	return response{status: status, body: errorBody(status, code, msg)}
+	return response{status: status, body: errorBody(status, code, msg), code: code, msg: msg}
+}
+
+// size is the full body length.
+func (r response) size() int64 { return int64(len(r.body)) + r.padN + int64(len(r.tail)) }
+
+// writeBody writes the first limit bytes of the body.
+func (r response) writeBody(w io.Writer, limit int64) error {
+	part := func(b []byte) error {
+		n := min(int64(len(b)), limit)
+		limit -= n
+		_, err := w.Write(b[:n])
+		return err
+	}
+	if err := part(r.body); err != nil || limit == 0 {
+		return err
+	}
+	if r.padN > 0 {
+		chunk := bytes.Repeat([]byte{r.padByte}, int(min(r.padN, 64<<10)))
+		for left := min(r.padN, limit); left > 0; {
+			n := min(left, int64(len(chunk)))
+			if _, err := w.Write(chunk[:n]); err != nil {
+				return err
+			}
+			left -= n
+			limit -= n
+		}
+	}
+	return part(r.tail)
 }
 
 func notFound(r *http.Request) response {
@@ -181,6 +253,16 @@ func (s *Server) draw() draws {
 	return draws{f(), f(), f(), f(), f(), f(), f()}
 }
 
+// ConcurrentRequestsHeader is the header every response carries: the
+// number of the account's requests in flight when the request was admitted
+// (or refused), itself and Faults.OtherInFlight included.
+const ConcurrentRequestsHeader = "Twilio-Concurrent-Requests"
+
+// InFlight returns the number of requests currently admitted and not yet
+// answered (real ones only; Faults.OtherInFlight is not included). A
+// request leaves the count when its answer is ready, before it is written.
+func (s *Server) InFlight() int64 { return s.inflight.Load() }
+
 // ServeHTTP implements http.Handler: count, admit (MaxInFlight), sleep
 // (Latency), authenticate, inject random faults, route, and write (possibly
 // resetting or truncating).
@@ -196,14 +278,47 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	})
 	d := s.draw()
 
-	n := s.inflight.Add(1)
-	defer s.inflight.Add(-1)
-	if s.faults.MaxInFlight > 0 && n > int64(s.faults.MaxInFlight) {
+	// Admission: the phantom OtherInFlight requests hold their slots
+	// permanently; a request is admitted if its own slot fits under
+	// MaxInFlight beside them. Rejected requests take no slot.
+	other := int64(max(s.faults.OtherInFlight, 0))
+	var n int64
+	admitted := true
+	for {
+		cur := s.inflight.Load()
+		n = cur + 1
+		if s.faults.MaxInFlight > 0 && n+other > int64(s.faults.MaxInFlight) {
+			admitted = false
+			break
+		}
+		if s.inflight.CompareAndSwap(cur, n) {
+			break
+		}
+	}
+	w.Header().Set(ConcurrentRequestsHeader, strconv.FormatInt(n+other, 10))
+	// An admitted request leaves the in-flight count once its answer is
+	// ready, before it is written: a client that has its answer is never
+	// counted against its next request.
+	release := func() {}
+	send := func(resp response) {
+		if s.faults.Hostile.EchoAuthorization && s.faults.Hostile.anyEndpoint(rt.endpoint) {
+			resp = s.echoAuthorization(r, resp)
+		}
+		release()
+		s.writePlain(w, resp)
+	}
+	if !admitted {
 		s.counters.do(func(c *Counters) { c.Throttled++ })
-		s.writePlain(w, s.tooMany(d))
+		send(s.tooMany(d, rt))
 		return
 	}
-	s.counters.do(func(c *Counters) { c.PeakInFlight = max(c.PeakInFlight, n) })
+	var once sync.Once
+	release = func() { once.Do(func() { s.inflight.Add(-1) }) }
+	defer release()
+	s.counters.do(func(c *Counters) {
+		c.PeakInFlight = max(c.PeakInFlight, n)
+		c.PeakConcurrentRequests = max(c.PeakConcurrentRequests, n+other)
+	})
 
 	if s.faults.Latency > 0 {
 		t := time.NewTimer(s.faults.Latency)
@@ -216,25 +331,29 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	if !s.authorized(r) {
-		s.writePlain(w, errResp(401, 20003, "Authenticate"))
+		send(errResp(401, 20003, "Authenticate"))
 		return
 	}
 	switch {
 	case d.r429 < s.faults.Rate429:
 		s.counters.do(func(c *Counters) { c.Injected429++ })
-		s.writePlain(w, s.tooMany(d))
+		send(s.tooMany(d, rt))
 		return
 	case d.r500 < s.faults.Rate500:
 		s.counters.do(func(c *Counters) { c.Injected500++ })
-		s.writePlain(w, errResp(500, 20500, "Internal Server Error"))
+		send(errResp(500, 20500, "Internal Server Error"))
 		return
 	case d.r503 < s.faults.Rate503:
 		s.counters.do(func(c *Counters) { c.Injected503++ })
-		s.writePlain(w, errResp(503, 20503, "Service Unavailable"))
+		send(errResp(503, 20503, "Service Unavailable"))
 		return
 	}
 
 	resp := s.serve(r, rt)
+	if s.faults.Hostile.EchoAuthorization && s.faults.Hostile.anyEndpoint(rt.endpoint) {
+		resp = s.echoAuthorization(r, resp)
+	}
+	release()
 	switch {
 	case d.reset < s.faults.RateReset:
 		s.counters.do(func(c *Counters) { c.Resets++ })
@@ -247,9 +366,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) tooMany(d draws) response {
+func (s *Server) tooMany(d draws, rt route) response {
 	resp := errResp(429, 20429, "Too Many Requests")
-	if d.retry < s.faults.RetryAfterRate {
+	switch {
+	case s.faults.Hostile.HugeRetryAfter && s.faults.Hostile.anyEndpoint(rt.endpoint):
+		resp.header = http.Header{"Retry-After": {strconv.Itoa(HugeRetryAfterSeconds)}}
+		s.counters.do(func(c *Counters) { c.RetryAfter++; c.Hostile.HugeRetryAfter++ })
+	case d.retry < s.faults.RetryAfterRate:
 		resp.header = http.Header{"Retry-After": {"1"}}
 		s.counters.do(func(c *Counters) { c.RetryAfter++ })
 	}
@@ -269,15 +392,17 @@ func (s *Server) headers(h http.Header, resp response) {
 	for k, v := range resp.header {
 		h[k] = v
 	}
-	h.Set("Content-Type", "application/json")
+	if h.Get("Content-Type") == "" {
+		h.Set("Content-Type", "application/json")
+	}
 	h.Set("Twilio-Request-Id", fmt.Sprintf("RQ%032x", s.reqID.Add(1)))
 }
 
 func (s *Server) writePlain(w http.ResponseWriter, resp response) {
 	s.headers(w.Header(), resp)
-	w.Header().Set("Content-Length", strconv.Itoa(len(resp.body)))
+	w.Header().Set("Content-Length", strconv.FormatInt(resp.size(), 10))
 	w.WriteHeader(resp.status)
-	w.Write(resp.body) //nolint:errcheck // client may be gone
+	resp.writeBody(w, resp.size()) //nolint:errcheck // client may be gone
 	s.counters.status(resp.status)
 }
 
@@ -286,28 +411,29 @@ func (s *Server) writePlain(w http.ResponseWriter, resp response) {
 // SO_LINGER 0 (TCP RST) when reset is set, normally otherwise.
 func (s *Server) writeBroken(w http.ResponseWriter, resp response, cut float64, reset bool) {
 	s.counters.status(resp.status)
-	n := 1 + int(cut*float64(len(resp.body)-1)) // 1..len-1 bytes
-	n = min(n, len(resp.body)-1)
+	size := resp.size()
+	n := 1 + int64(cut*float64(size-1)) // 1..size-1 bytes
+	n = min(n, size-1)
 	conn, bufrw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		// Not hijackable (e.g. HTTP/2): abort the stream after a prefix.
 		s.headers(w.Header(), resp)
-		w.Header().Set("Content-Length", strconv.Itoa(len(resp.body)))
+		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
 		w.WriteHeader(resp.status)
-		w.Write(resp.body[:n]) //nolint:errcheck
+		resp.writeBody(w, n) //nolint:errcheck
 		http.NewResponseController(w).Flush()
 		panic(http.ErrAbortHandler)
 	}
 	defer conn.Close()
-	h := http.Header{}
+	h := w.Header().Clone()
 	s.headers(h, resp)
-	h.Set("Content-Length", strconv.Itoa(len(resp.body)))
+	h.Set("Content-Length", strconv.FormatInt(size, 10))
 	h.Set("Connection", "close")
 	fmt.Fprintf(bufrw, "HTTP/1.1 %d %s\r\n", resp.status, http.StatusText(resp.status))
-	h.Write(bufrw)             //nolint:errcheck
-	bufrw.WriteString("\r\n")  //nolint:errcheck
-	bufrw.Write(resp.body[:n]) //nolint:errcheck
-	bufrw.Flush()              //nolint:errcheck
+	h.Write(bufrw)            //nolint:errcheck
+	bufrw.WriteString("\r\n") //nolint:errcheck
+	resp.writeBody(bufrw, n)  //nolint:errcheck
+	bufrw.Flush()             //nolint:errcheck
 	if reset {
 		if tc, ok := conn.(*net.TCPConn); ok {
 			time.Sleep(2 * time.Millisecond) // let the prefix reach the client first
@@ -410,6 +536,10 @@ func (s *Server) serve(r *http.Request, rt route) response {
 	if r.Method != http.MethodGet {
 		return errResp(405, 20004, "Method not allowed")
 	}
+	if h := s.faults.Hostile; h.HTML404 && h.child(rt.endpoint) {
+		s.counters.do(func(c *Counters) { c.Hostile.HTML404++ })
+		return htmlNotFound()
+	}
 	base := baseURL(r)
 	ds := s.ds
 	svcSID := rt.service
@@ -436,21 +566,37 @@ func (s *Server) serve(r *http.Request, rt route) response {
 	for i := range segs {
 		segs[i] = url.PathEscape(segs[i])
 	}
-	listURL := base + "/" + strings.Join(segs, "/")
+	path := "/" + strings.Join(segs, "/")
+	listURL := base + path
+	// tag names the list (host-free) for the SIDs of synthetic rows.
+	tag := rt.endpoint + " " + path
+	sid := func(prefix string, i int) string { return s.synthSID(prefix, tag, i) }
+	list := func(sp listSpec) response {
+		sp.endpoint = rt.endpoint
+		return s.list(r, path, listURL, sp)
+	}
 
 	switch rt.endpoint {
 	case EndpointConfiguration:
 		return jsonResp(ds.JSON(base, ds.Configuration()))
 	case EndpointServices:
 		svcs := ds.services
-		return s.page(r, listURL, nil, "services", 100, len(svcs),
-			func(i int) string { return svcs[i].svc.SID },
-			func(i int) map[string]any { return ds.JSON(base, svcs[i].svc) })
+		return list(listSpec{key: "services", maxSize: 100, n: len(svcs),
+			sidAt:  func(i int) string { return svcs[i].svc.SID },
+			render: func(i int) map[string]any { return ds.JSON(base, svcs[i].svc) },
+			synth: func(i int) map[string]any {
+				return ds.JSON(base, Service{SID: sid("IS", i), FriendlyName: fmt.Sprintf("Synthetic service %d", i),
+					DateCreated: synthTime(i), DateUpdated: synthTime(i)})
+			}})
 	case EndpointUsers:
 		us := svc.users
-		return s.page(r, listURL, nil, "users", 50, len(us),
-			func(i int) string { return us[i].SID },
-			func(i int) map[string]any { return render(base, us[i]) })
+		return list(listSpec{key: "users", maxSize: 50, n: len(us),
+			sidAt:  func(i int) string { return us[i].SID },
+			render: func(i int) map[string]any { return render(base, us[i]) },
+			synth: func(i int) map[string]any {
+				return render(base, User{SID: sid("US", i), ChatServiceSID: svcSID, Identity: fmt.Sprintf("synthetic.user.%d", i),
+					Attributes: "{}", DateCreated: synthTime(i), DateUpdated: synthTime(i)})
+			}})
 	case EndpointUserConversations:
 		u, ok := ds.User(svcSID, rt.user)
 		if !ok {
@@ -461,17 +607,28 @@ func (s *Server) serve(r *http.Request, rt route) response {
 			return notFound(r)
 		}
 		ucs := svc.userConvs[u.SID]
-		return s.page(r, listURL, nil, "conversations", 50, len(ucs),
-			func(i int) string { return ucs[i].ConversationSID },
-			func(i int) map[string]any { return render(base, ucs[i]) })
+		return list(listSpec{key: "conversations", maxSize: 50, n: len(ucs), tooLong: svc.userBySID[u.SID] == 0,
+			sidAt:  func(i int) string { return ucs[i].ConversationSID },
+			render: func(i int) map[string]any { return render(base, ucs[i]) },
+			synth: func(i int) map[string]any {
+				return render(base, UserConversation{ChatServiceSID: svcSID, ConversationSID: sid("CH", i),
+					ParticipantSID: s.synthSID("MB", tag+" participant", i), UserSID: u.SID,
+					ConversationState: StateActive, Attributes: "{}", NotificationLevel: NotificationDefault,
+					DateCreated: synthTime(i), DateUpdated: synthTime(i)})
+			}})
 	case EndpointConversations:
 		convs, filters, bad := filterConversations(svc.convs, q)
 		if bad != nil {
 			return *bad
 		}
-		return s.page(r, listURL, filters, "conversations", 100, len(convs),
-			func(i int) string { return convs[i].SID },
-			func(i int) map[string]any { return render(base, convs[i]) })
+		state := cmp.Or(q.Get("State"), StateActive)
+		return list(listSpec{key: "conversations", maxSize: 100, n: len(convs), filters: filters,
+			sidAt:  func(i int) string { return convs[i].SID },
+			render: func(i int) map[string]any { return render(base, convs[i]) },
+			synth: func(i int) map[string]any {
+				return render(base, Conversation{SID: sid("CH", i), ChatServiceSID: svcSID, Attributes: "{}", State: state,
+					DateCreated: synthTime(i), DateUpdated: synthTime(i)})
+			}})
 	case EndpointParticipants:
 		c, ok := ds.Conversation(svcSID, rt.conv)
 		if !ok {
@@ -482,9 +639,14 @@ func (s *Server) serve(r *http.Request, rt route) response {
 			return notFound(r)
 		}
 		ps := svc.parts[c.SID]
-		return s.page(r, listURL, nil, "participants", 100, len(ps),
-			func(i int) string { return ps[i].SID },
-			func(i int) map[string]any { return render(base, ps[i]) })
+		return list(listSpec{key: "participants", maxSize: 100, n: len(ps), tooLong: svc.convBySID[c.SID] == 1,
+			sidAt:  func(i int) string { return ps[i].SID },
+			render: func(i int) map[string]any { return render(base, ps[i]) },
+			synth: func(i int) map[string]any {
+				return render(base, Participant{SID: sid("MB", i), ConversationSID: c.SID, ChatServiceSID: svcSID, Attributes: "{}",
+					MessagingBinding:  &MessagingBinding{Type: "sms", Address: ptr(synthAddress(i)), ProxyAddress: ptr("+12015550000")},
+					NotificationLevel: NotificationDefault, DateCreated: synthTime(i), DateUpdated: synthTime(i)})
+			}})
 	case EndpointParticipantConversations:
 		identity, address := q.Get("Identity"), q.Get("Address")
 		if identity == "" && address == "" {
@@ -498,9 +660,21 @@ func (s *Server) serve(r *http.Request, rt route) response {
 			filters = append(filters, [2]string{"Address", address})
 		}
 		pcs := ds.ParticipantConversations(svcSID, identity, address)
-		return s.page(r, listURL, filters, "conversations", 50, len(pcs),
-			func(i int) string { return pcs[i].ParticipantSID },
-			func(i int) map[string]any { return render(base, pcs[i]) })
+		return list(listSpec{key: "conversations", maxSize: 50, n: len(pcs), filters: filters,
+			sidAt:  func(i int) string { return pcs[i].ParticipantSID },
+			render: func(i int) map[string]any { return render(base, pcs[i]) },
+			synth: func(i int) map[string]any {
+				pc := ParticipantConversation{ChatServiceSID: svcSID, ParticipantSID: sid("MB", i),
+					ConversationSID: s.synthSID("CH", tag+" conversation", i), ConversationAttributes: "{}",
+					ConversationState: StateActive, ConversationDateCreated: synthTime(i), ConversationDateUpdated: synthTime(i)}
+				if identity != "" {
+					pc.ParticipantIdentity = ptr(identity)
+				}
+				if address != "" {
+					pc.ParticipantMessagingBinding = &MessagingBinding{Type: "sms", Address: ptr(address)}
+				}
+				return render(base, pc)
+			}})
 	}
 	return notFound(r)
 }
@@ -597,7 +771,8 @@ func pageURL(listURL string, filters [][2]string, size, page int, token string) 
 }
 
 // Page tokens are opaque: base64url of "PA<sid>" (page after sid) or
-// "PB<sid>" (page before sid).
+// "PB<sid>" (page before sid) on real lists, "PX<index>" (page starting at
+// row index) on the generated lists of Hostile.EndlessList and TooLongList.
 func encodeToken(dir, sid string) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(dir + sid))
 }
@@ -608,6 +783,23 @@ func decodeToken(tok string) (dir, sid string, err error) {
 		return "", "", errors.New("invalid page token")
 	}
 	return string(b[:2]), string(b[2:]), nil
+}
+
+// maxIndex bounds row indexes and page numbers, far from overflow.
+const maxIndex = 1 << 40
+
+func encodeIndexToken(i int) string { return encodeToken("PX", strconv.Itoa(i)) }
+
+func decodeIndexToken(tok string) (int, error) {
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil || len(b) < 3 || string(b[:2]) != "PX" {
+		return 0, errors.New("invalid page token")
+	}
+	i, err := strconv.Atoi(string(b[2:]))
+	if err != nil || i < 0 || i > maxIndex {
+		return 0, errors.New("invalid page token")
+	}
+	return i, nil
 }
 
 // repeat draws whether this page repeats a row (Faults.RateRepeat).
@@ -624,36 +816,150 @@ func (s *Server) repeat() bool {
 	return hit
 }
 
-func (s *Server) page(r *http.Request, listURL string, filters [][2]string, key string, maxSize, n int,
-	sidAt func(int) string, render func(int) map[string]any) response {
+// listSpec describes the rows of one list request.
+type listSpec struct {
+	endpoint string
+	key      string // the list's array key (meta.key)
+	maxSize  int
+	filters  [][2]string // echoed in page URLs
+	n        int
+	sidAt    func(int) string
+	render   func(int) map[string]any
+	// synth renders synthetic row i, with fresh SIDs (EndlessFresh,
+	// TooLongList).
+	synth func(int) map[string]any
+	// tooLong marks the lists TooLongList lengthens.
+	tooLong bool
+}
+
+// pageParams are a list request's paging parameters.
+type pageParams struct {
+	size, pageNo int
+	token        string
+}
+
+func parsePageParams(r *http.Request, maxSize int) (pageParams, *response) {
 	q := r.URL.Query()
-	size := 50
+	p := pageParams{size: 50, token: q.Get("PageToken")}
 	if q.Has("PageSize") {
 		v, err := strconv.Atoi(q.Get("PageSize"))
 		if err != nil || v < 1 {
-			return badRequest("Invalid PageSize: must be an integer between 1 and " + strconv.Itoa(maxSize))
+			bad := badRequest("Invalid PageSize: must be an integer between 1 and " + strconv.Itoa(maxSize))
+			return p, &bad
 		}
-		size = min(v, maxSize)
+		p.size = min(v, maxSize)
 	}
-	pageNo := 0
 	if q.Has("Page") {
 		v, err := strconv.Atoi(q.Get("Page"))
-		if err != nil || v < 0 {
-			return badRequest("Invalid Page: must be a non-negative integer")
+		if err != nil || v < 0 || v > maxIndex {
+			bad := badRequest("Invalid Page: must be a non-negative integer")
+			return p, &bad
 		}
-		pageNo = v
+		p.pageNo = v
 	}
+	return p, nil
+}
+
+// pageOut is one page being built.
+type pageOut struct {
+	key   string
+	obj   map[string]any // {key: items, "meta": meta}
+	items []any
+	meta  map[string]any
+	start int  // index of the first row
+	last  bool // no next page
+	// cycleURL is where TokenCycle points a last page's next_page_url: the
+	// previous page's URL, or the page's own on a first page.
+	cycleURL string
+}
+
+func newPageOut(sp listSpec, p pageParams, listURL string, items []any, start int) pageOut {
+	meta := map[string]any{
+		"page":              p.pageNo,
+		"page_size":         p.size,
+		"first_page_url":    pageURL(listURL, sp.filters, p.size, 0, ""),
+		"previous_page_url": nil,
+		"url":               pageURL(listURL, sp.filters, p.size, p.pageNo, p.token),
+		"next_page_url":     nil,
+		"key":               sp.key,
+	}
+	return pageOut{key: sp.key, obj: map[string]any{sp.key: items, "meta": meta}, items: items, meta: meta, start: start}
+}
+
+// list serves one page of a list, applying the Hostile modes selected for
+// its endpoint.
+func (s *Server) list(r *http.Request, path, listURL string, sp listSpec) response {
+	p, bad := parsePageParams(r, sp.maxSize)
+	if bad != nil {
+		return *bad
+	}
+	h := s.faults.Hostile
+	rowAt := func(i int) map[string]any {
+		if i < sp.n {
+			return sp.render(i)
+		}
+		return sp.synth(i)
+	}
+	var po pageOut
+	switch {
+	case h.EndlessList != "" && h.list(sp.endpoint):
+		po, bad = s.indexPage(p, listURL, sp, -1, func(start, size int) []any {
+			var out []any
+			if h.EndlessList == EndlessRepeat {
+				for i := range min(size, sp.n) {
+					out = append(out, sp.render(i))
+				}
+				return out
+			}
+			for i := start; i < start+size; i++ {
+				out = append(out, rowAt(i))
+			}
+			return out
+		})
+		if bad == nil {
+			s.counters.do(func(c *Counters) { c.Hostile.EndlessPages++ })
+		}
+	case h.TooLongList > sp.n && sp.tooLong && h.child(sp.endpoint):
+		po, bad = s.indexPage(p, listURL, sp, h.TooLongList, func(start, size int) []any {
+			var out []any
+			for i := start; i < min(start+size, h.TooLongList); i++ {
+				out = append(out, rowAt(i))
+			}
+			return out
+		})
+		if bad == nil {
+			s.counters.do(func(c *Counters) { c.Hostile.TooLongPages++ })
+		}
+	default:
+		po, bad = s.page(p, listURL, sp)
+	}
+	if bad != nil {
+		return *bad
+	}
+	var where strings.Builder
+	where.WriteString(path)
+	for _, f := range sp.filters {
+		where.WriteString("&" + f[0] + "=" + f[1])
+	}
+	where.WriteString("#" + strconv.Itoa(po.start))
+	s.mutate(sp.endpoint, sp.key, where.String(), &po)
+	return s.pageResp(sp.endpoint, po)
+}
+
+// page serves a page of a real list, with SID-anchored tokens.
+func (s *Server) page(p pageParams, listURL string, sp listSpec) (pageOut, *response) {
+	n, size, pageNo, token := sp.n, p.size, p.pageNo, p.token
 	start := pageNo * size
 	end := -1
-	token := q.Get("PageToken")
 	if token != "" {
 		dir, sid, err := decodeToken(token)
 		if err != nil {
-			return badRequest("Invalid PageToken")
+			bad := badRequest("Invalid PageToken")
+			return pageOut{}, &bad
 		}
 		idx := -1
 		for i := 0; i < n; i++ {
-			if sidAt(i) == sid {
+			if sp.sidAt(i) == sid {
 				idx = i
 				break
 			}
@@ -676,24 +982,66 @@ func (s *Server) page(r *http.Request, listURL string, filters [][2]string, key 
 	if end < 0 || end > n {
 		end = min(start+size, n)
 	}
-	items := make([]map[string]any, 0, end-start)
+	items := make([]any, 0, end-start)
 	for i := start; i < end; i++ {
-		items = append(items, render(i))
+		items = append(items, sp.render(i))
 	}
-	meta := map[string]any{
-		"page":              pageNo,
-		"page_size":         size,
-		"first_page_url":    pageURL(listURL, filters, size, 0, ""),
-		"previous_page_url": nil,
-		"url":               pageURL(listURL, filters, size, pageNo, token),
-		"next_page_url":     nil,
-		"key":               key,
-	}
+	po := newPageOut(sp, p, listURL, items, start)
 	if end < n {
-		meta["next_page_url"] = pageURL(listURL, filters, size, pageNo+1, encodeToken("PA", sidAt(end-1)))
+		po.meta["next_page_url"] = pageURL(listURL, sp.filters, size, pageNo+1, encodeToken("PA", sp.sidAt(end-1)))
+	} else {
+		po.last = true
 	}
 	if start > 0 && start < n {
-		meta["previous_page_url"] = pageURL(listURL, filters, size, max(pageNo-1, 0), encodeToken("PB", sidAt(start)))
+		po.meta["previous_page_url"] = pageURL(listURL, sp.filters, size, max(pageNo-1, 0), encodeToken("PB", sp.sidAt(start)))
 	}
-	return jsonResp(map[string]any{key: items, "meta": meta})
+	switch prev := start - size; {
+	case start == 0:
+		po.cycleURL = po.meta["url"].(string)
+	case prev <= 0:
+		po.cycleURL = pageURL(listURL, sp.filters, size, 0, "")
+	default:
+		po.cycleURL = pageURL(listURL, sp.filters, size, max(pageNo-1, 0), encodeToken("PA", sp.sidAt(prev-1)))
+	}
+	return po, nil
+}
+
+// indexPage serves a page of a generated list of total rows (-1: endless)
+// with index tokens; rows returns the page's rows from start.
+func (s *Server) indexPage(p pageParams, listURL string, sp listSpec, total int, rows func(start, size int) []any) (pageOut, *response) {
+	start := p.pageNo * p.size
+	if p.token != "" {
+		i, err := decodeIndexToken(p.token)
+		if err != nil {
+			bad := badRequest("Invalid PageToken")
+			return pageOut{}, &bad
+		}
+		start = i
+	}
+	if total >= 0 {
+		start = min(start, total)
+	}
+	items := rows(start, p.size)
+	if items == nil {
+		items = []any{}
+	}
+	po := newPageOut(sp, p, listURL, items, start)
+	end := start + p.size
+	if total < 0 || end < total {
+		po.meta["next_page_url"] = pageURL(listURL, sp.filters, p.size, p.pageNo+1, encodeIndexToken(end))
+	} else {
+		po.last = true
+	}
+	if start > 0 {
+		po.meta["previous_page_url"] = pageURL(listURL, sp.filters, p.size, max(p.pageNo-1, 0), encodeIndexToken(max(start-p.size, 0)))
+	}
+	switch prev := start - p.size; {
+	case start == 0:
+		po.cycleURL = po.meta["url"].(string)
+	case prev <= 0:
+		po.cycleURL = pageURL(listURL, sp.filters, p.size, 0, "")
+	default:
+		po.cycleURL = pageURL(listURL, sp.filters, p.size, max(p.pageNo-1, 0), encodeIndexToken(prev))
+	}
+	return po, nil
 }
