@@ -341,6 +341,9 @@ func (c *Client) get(ctx context.Context, r *request, decode func(body []byte) e
 		if ctx.Err() != nil {
 			return fmt.Errorf("twilio: GET %s: %w", r.path, context.Cause(ctx))
 		}
+		if after := parseRetryAfter(res.retryAfter, time.Now()); after > c.maxRetryAfter {
+			return &RetryAfterError{Method: http.MethodGet, Path: r.path, After: after.String(), Max: c.maxRetryAfter.String()}
+		}
 		if res.throttled {
 			// Over the account's concurrency limit: never processed and always
 			// safe to retry, as soon as the limiter gives a slot again.
@@ -369,9 +372,6 @@ func (c *Client) get(ctx context.Context, r *request, decode func(body []byte) e
 			return err
 		}
 		after := parseRetryAfter(res.retryAfter, time.Now())
-		if after > c.maxRetryAfter {
-			return &RetryAfterError{Method: http.MethodGet, Path: r.path, After: after.String(), Max: c.maxRetryAfter.String()}
-		}
 		d := backoff(c.baseBackoff, c.maxBackoff, retries, after, rand.Int64N)
 		retries++
 		c.retries.Add(1)
