@@ -5,6 +5,8 @@
 //	convsync export [flags]          snapshot every Conversation Service
 //	convsync lookup [flags] SUBJECTS which conversations is this person in?
 //	convsync fakeapi --listen ADDR   serve the simulated Conversations API
+//	convsync sql [flags] QUERY       run one read-only SQL query over the outputs
+//	convsync version                 print the version (also: --version)
 //
 // Credentials come from TWILIO_ACCOUNT_SID with TWILIO_AUTH_TOKEN, or with
 // TWILIO_API_KEY and TWILIO_API_SECRET. See README.md.
@@ -30,6 +32,8 @@ commands:
   export    snapshot every Conversation Service into DuckDB and/or Parquet
   lookup    find the conversations of identities or addresses
   fakeapi   serve the simulated Twilio Conversations API
+  sql       run one SQL query over the outputs (read-only, embedded DuckDB)
+  version   print the version, VCS revision, Go and DuckDB versions (also: --version)
 
 Run 'convsync <command> -h' for the command's flags.
 `
@@ -73,8 +77,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runLookup(ctx, args[1:], stdout, stderr)
 	case "fakeapi":
 		err = runFakeAPI(ctx, args[1:], stdout, stderr)
+	case "sql":
+		err = runSQL(ctx, args[1:], stdout, stderr)
+	case "version", "--version":
+		err = runVersion(ctx, args[1:], stdout, stderr)
 	default:
-		err = usageError("unknown command %q (want export, lookup or fakeapi)", args[0])
+		err = usageError("unknown command %q (want export, lookup, fakeapi, sql or version)", args[0])
 	}
 	if err == nil || errors.Is(err, errHelp) {
 		return 0
