@@ -99,23 +99,36 @@ func (e *export) crawl(ctx context.Context) error {
 	prod, pctx := errgroup.WithContext(gctx)
 	users := newParentQueue()
 	convs := newParentQueue()
-	if r := e.cfg.Resume; r != nil {
-		for _, p := range r.pending {
-			q := convs
-			if p.kind == kindUser {
-				q = users
-			}
-			q.add(1)
-			prod.Go(func() error { defer q.done(); return q.send(pctx, p) })
-		}
-	}
-	users.add(1)
-	convs.add(1)
+	// Every producer of a queue adds itself before any of them can finish,
+	// so that a queue is closed only after the last one is done.
+	users.add(2)
+	convs.add(2)
 	prod.Go(func() error {
 		defer users.done()
 		defer convs.done()
 		return e.walkServices(pctx, prod, users, convs)
 	})
+	// The parents an interrupted attempt had listed but not finished.
+	for _, q := range []struct {
+		q    *parentQueue
+		kind string
+	}{{users, kindUser}, {convs, kindConversation}} {
+		prod.Go(func() error {
+			defer q.q.done()
+			if e.cfg.Resume == nil {
+				return nil
+			}
+			for _, p := range e.cfg.Resume.pending {
+				if p.kind != q.kind {
+					continue
+				}
+				if err := q.q.send(pctx, p); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
 	for range e.cfg.Workers {
 		prod.Go(func() error {
 			return e.children(pctx, users.ch, kindUser, e.src.UserConversations, e.ws.byName[schemas.UserConversations.Name])

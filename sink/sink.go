@@ -410,3 +410,51 @@ func sameSet(a, b []string) bool {
 	slices.Sort(b)
 	return slices.Equal(a, b)
 }
+
+// Recover finishes a publish that a dead process decided but left half
+// done on the outputs named in cfg (DuckDB, Parquet, LockWait and Logger
+// are used), so that a command that only reads them sees them agree. An
+// output another live run holds is left to that run, which finishes such
+// a publish itself when it starts.
+func Recover(ctx context.Context, cfg Config) error {
+	o := &Outputs{cfg: cfg, log: cfg.Logger}
+	defer o.releaseLocks()
+	if cfg.DuckDB != "" {
+		d, err := duckdb.New(cfg.DuckDB, duckdb.Options{LockWait: cfg.LockWait, Logger: cfg.Logger})
+		if err != nil {
+			return err
+		}
+		if _, err := os.Stat(d.Path()); err != nil {
+			return nil // nothing was ever written here
+		}
+		o.duck = d
+	}
+	if cfg.Parquet != "" {
+		pq, err := openParquet(cfg.Parquet, cfg.Logger)
+		if err != nil {
+			return err
+		}
+		if _, err := os.Stat(pq.ControlDir()); err != nil {
+			o.pq = nil
+		} else {
+			o.pq = pq
+		}
+	}
+	for _, out := range o.outputs() {
+		if _, err := os.Stat(filepath.Join(out.control, pendingDir)); err != nil {
+			continue
+		}
+		l, err := acquire(out, holder{RunID: "recover", Command: "recover", PID: os.Getpid(), Since: time.Now().UTC()})
+		if errors.Is(err, ErrBusy) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		o.locks = append(o.locks, l)
+	}
+	if len(o.locks) == 0 {
+		return nil
+	}
+	return o.recover(ctx)
+}

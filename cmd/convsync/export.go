@@ -16,6 +16,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/convsync/convsync/internal/version"
 	"github.com/convsync/convsync/jobs"
 	"github.com/convsync/convsync/schemas"
 	"github.com/convsync/convsync/sink"
@@ -79,7 +80,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	cfg := jobs.Config{
 		RunID:        outs.RunID(),
 		SnapshotDate: f.snapshot,
-		Version:      buildVersion(),
+		Version:      version.Version(),
 		Workers:      f.Concurrency,
 		Services:     f.services,
 		Policy:       f.policy,

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/convsync/convsync/extract"
+	"github.com/convsync/convsync/internal/version"
 	"github.com/convsync/convsync/jobs"
 	"github.com/convsync/convsync/schemas"
 	"github.com/convsync/convsync/sink"
@@ -75,7 +76,7 @@ func runLookup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	sum, err := jobs.Lookup(ctx, env.client, outs, subjects, jobs.Config{
 		RunID:        outs.RunID(),
 		SnapshotDate: f.snapshot,
-		Version:      buildVersion(),
+		Version:      version.Version(),
 		Workers:      f.Concurrency,
 		Services:     f.services,
 		Policy:       f.policy,

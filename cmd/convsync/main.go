@@ -97,7 +97,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if sig := caughtSignal(ctx); sig != nil {
 		code = 128 + int(sig.(syscall.Signal))
-		msg := fmt.Sprintf("interrupted by %s: nothing was published, the outputs of the last good run are as they were", signalName(sig))
+		msg := fmt.Sprintf("interrupted by %s", signalName(sig))
+		if args[0] == "export" || args[0] == "lookup" {
+			msg += ": nothing was published, the outputs of the last good run are as they were"
+		}
 		if errors.Is(err, errResumable) {
 			msg += "; " + errResumable.Error()
 		}

@@ -338,10 +338,15 @@ func TestPublishSweep(t *testing.T) {
 			if code != 0 && !strings.HasPrefix(p.lastLine(), "convsync: ") && c.sig != syscall.SIGKILL && c.fault == "" {
 				t.Errorf("no one-line reason: %q", p.lastLine())
 			}
-			// The next command on the outputs (a lookup on the DuckDB file)
-			// first finishes a publish left half done: then they agree.
-			if l := runProc(t, next.env(), "lookup", "--base-url", next.srv.URL(), "--duckdb", o.db, "--identity", "nobody", "--progress", "off"); l.code != 0 {
-				t.Fatalf("the next command: exit %d: %s", l.code, l.lastLine())
+			// The next command on the outputs (a query of the Parquet root, or
+			// a lookup into the DuckDB file) first finishes a publish left
+			// half done: then they agree.
+			nextArgs := []string{"lookup", "--base-url", next.srv.URL(), "--duckdb", o.db, "--identity", "nobody", "--progress", "off"}
+			if c.fault != "" {
+				nextArgs = []string{"sql", "--parquet", o.pq, "SELECT count(*) FROM participants"}
+			}
+			if l := runProc(t, next.env(), nextArgs...); l.code != 0 {
+				t.Fatalf("the next command (%s): exit %d: %s", nextArgs[0], l.code, l.lastLine())
 			}
 			after := o.nightOf(t, old, next)
 			if !all(after, 0) && !all(after, 1) {

@@ -16,6 +16,9 @@ import (
 	"strings"
 
 	duckdb "github.com/marcboeker/go-duckdb/v2"
+	"github.com/rs/zerolog"
+
+	"github.com/convsync/convsync/sink"
 )
 
 // sqlUsage is the one-line synopsis of `convsync sql`.
@@ -35,6 +38,16 @@ func runSQL(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	f, err := parseSQLFlags(args, stderr)
 	if err != nil {
 		return err
+	}
+	// A publish a dead run left half done is finished first, so that the
+	// outputs agree when they are read.
+	pq := f.Parquet
+	if strings.Contains(pq, "://") {
+		pq = "" // refused below
+	}
+	if err := sink.Recover(ctx, sink.Config{DuckDB: f.DuckDB, Parquet: pq, LockWait: defaultLockWait,
+		Logger: newLogger(stderr, stderrIsTerminal(stderr), zerolog.WarnLevel)}); err != nil {
+		return outputError(fmt.Errorf("finish an interrupted publish: %w", err))
 	}
 	// DuckDB spills big sorts and joins into a folder beside the
 	// database (or ./.tmp): give it a private one instead, removed at the
