@@ -42,7 +42,7 @@ type Schedule struct {
 }
 
 // DefaultSchedule meets the loss bound max(2 s, min(60 s, 5%)).
-var DefaultSchedule = Schedule{Min: 1500 * time.Millisecond, Max: 45 * time.Second, Share: 0.04, Bytes: 256 << 20}
+var DefaultSchedule = Schedule{Min: time.Second, Max: 45 * time.Second, Share: 0.04, Bytes: 256 << 20}
 
 // interval is the time between checkpoints after elapsed.
 func (s Schedule) interval(elapsed time.Duration) time.Duration {

@@ -156,6 +156,7 @@ func (e *export) crawl(ctx context.Context) error {
 
 // checkpoint takes one checkpoint (see Schedule).
 func (e *export) checkpoint(ctx context.Context) error {
+	start := time.Now()
 	e.cps.hold.Lock()
 	defer e.cps.hold.Unlock()
 	b, lines, err := e.cps.take(ctx, e.ws, e.state())
@@ -165,7 +166,8 @@ func (e *export) checkpoint(ctx context.Context) error {
 	if err := e.snk.Checkpoint(ctx, b, lines); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
-	e.log.Debug().Int("checkpoint", e.cps.taken).Int("log_lines", len(lines)).Msg("checkpoint taken")
+	e.log.Debug().Int("checkpoint", e.cps.taken).Int("log_lines", len(lines)).Dur("elapsed", time.Since(e.started)).
+		Dur("took", time.Since(start)).Msg("checkpoint taken")
 	return nil
 }
 

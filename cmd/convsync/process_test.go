@@ -468,3 +468,45 @@ func TestHelperHoldDuckDB(t *testing.T) {
 	fmt.Println("holding")
 	io.ReadAll(os.Stdin)
 }
+
+// TestLossBoundOnKill kills (SIGKILL) an export at several instants and
+// resumes it: what the two runs fetched twice, turned into time at the
+// killed run's own request rate, stays within the loss bound
+// max(2 s, min(60 s, 5% of the elapsed time)), and the resumed run then
+// leaves both outputs holding the dataset exactly.
+func TestLossBoundOnKill(t *testing.T) {
+	n := startNight(t, 71, fakeapi.Faults{Latency: 25 * time.Millisecond})
+	minimal := testkit.Requests(n.ds, n.srv, nil)
+	for _, at := range []time.Duration{800 * time.Millisecond, 2 * time.Second, 3200 * time.Millisecond} {
+		t.Run(at.String(), func(t *testing.T) {
+			o := newOuts(t)
+			args := o.exportArgs(n, "--concurrency", "4")
+			n.srv.ResetCounters()
+			p := startProc(t, n.env(), args...)
+			time.Sleep(at)
+			p.cmd.Process.Signal(syscall.SIGKILL)
+			if code := p.wait(t); code != 128+int(syscall.SIGKILL) {
+				t.Skipf("the run ended (exit %d) before it was killed at %s: the machine is faster than this test assumes", code, at)
+			}
+			first := n.srv.Counters().Requests
+			n.srv.ResetCounters()
+			r := runProc(t, n.env(), append(args, "--resume")...)
+			if r.code != 0 {
+				t.Fatalf("--resume: exit %d: %s", r.code, r.lastLine())
+			}
+			second := n.srv.Counters().Requests
+			twice := first + second - minimal
+			rate := float64(first) / at.Seconds()
+			lost := time.Duration(float64(twice) / rate * float64(time.Second))
+			bound := max(2*time.Second, min(60*time.Second, at/20))
+			t.Logf("killed at %s after %d requests (%.0f/s); the resume sent %d; the minimum is %d: %d fetched twice, %s of fetching lost (bound %s)",
+				at, first, rate, second, minimal, twice, lost.Round(time.Millisecond), bound)
+			if lost > bound {
+				t.Errorf("%s of fetching lost by a kill at %s, over the bound %s", lost, at, bound)
+			}
+			if state := o.nightOf(t, n); !all(state, 0) {
+				t.Errorf("after the resume: %v", state)
+			}
+		})
+	}
+}
