@@ -341,17 +341,19 @@ func (c *Client) get(ctx context.Context, r *request, decode func(body []byte) e
 		if ctx.Err() != nil {
 			return fmt.Errorf("twilio: GET %s: %w", r.path, context.Cause(ctx))
 		}
-		if after := parseRetryAfter(res.retryAfter, time.Now()); after > c.maxRetryAfter {
-			return &RetryAfterError{Method: http.MethodGet, Path: r.path, After: after.String(), Max: c.maxRetryAfter.String()}
-		}
+		after := parseRetryAfter(res.retryAfter, time.Now())
 		if res.throttled {
 			// Over the account's concurrency limit: never processed and always
-			// safe to retry, as soon as the limiter gives a slot again.
+			// safe to retry, as soon as the limiter gives a slot again (a
+			// Retry-After longer than convsync waits ends the run instead).
+			if after > c.maxRetryAfter {
+				return &RetryAfterError{Method: http.MethodGet, Path: r.path, After: after.String(), Max: c.maxRetryAfter.String(), Err: err}
+			}
 			throttles++
-			c.retries.Add(1)
 			if throttles > maxThrottleRetries {
 				return fmt.Errorf("%w (still over the account's concurrency limit after %d attempts)", err, throttles)
 			}
+			c.retries.Add(1)
 			prio = prioRetry
 			if d := c.lim.throttlePause(); d > 0 {
 				if err := c.sleep(ctx, d); err != nil {
@@ -366,12 +368,14 @@ func (c *Client) get(ctx context.Context, r *request, decode func(body []byte) e
 		}
 		ok, reason := shouldRetry(retries, limit, res.status, err)
 		if !ok {
-			if retries > 0 {
-				return fmt.Errorf("%w (giving up after %d attempts: %s)", err, retries+1, reason)
+			if retries+throttles > 0 {
+				return fmt.Errorf("%w (giving up after %d attempts: %s)", err, retries+throttles+1, reason)
 			}
 			return err
 		}
-		after := parseRetryAfter(res.retryAfter, time.Now())
+		if after > c.maxRetryAfter {
+			return &RetryAfterError{Method: http.MethodGet, Path: r.path, After: after.String(), Max: c.maxRetryAfter.String(), Err: err}
+		}
 		d := backoff(c.baseBackoff, c.maxBackoff, retries, after, rand.Int64N)
 		retries++
 		c.retries.Add(1)
@@ -426,8 +430,9 @@ func (c *Client) attempt(ctx context.Context, r *request, prio, n int) (res atte
 		if !errors.Is(err, ErrForeignHost) && ctx.Err() == nil {
 			c.networkErrors.Add(1)
 		}
-		c.log.Debug().Str("path", r.logURL).Int("attempt", n).Dur("duration", time.Since(start)).Str("error", c.scrub(r.u)(err.Error())).Msg("twilio request failed")
-		return attemptResult{err: &transportError{method: http.MethodGet, path: r.path, err: errors.New(c.scrub(r.u)(err.Error()))}}
+		err = &scrubbedError{text: c.scrub(r.u)(err.Error()), err: err}
+		c.log.Debug().Str("path", r.logURL).Int("attempt", n).Dur("duration", time.Since(start)).Str("error", err.Error()).Msg("twilio request failed")
+		return attemptResult{err: &transportError{method: http.MethodGet, path: r.path, err: err}}
 	}
 	defer resp.Body.Close()
 	res.status = resp.StatusCode

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/valyala/fastjson"
 )
@@ -82,22 +83,39 @@ func newAPIError(method, path string, status int, body []byte, scrub func(string
 	e := &APIError{Status: status, Method: method, Path: path}
 	var p fastjson.Parser
 	if v, err := p.ParseBytes(body); err == nil && v.Type() == fastjson.TypeObject {
-		code, cerr := v.Get("code").Int()
-		st, serr := v.Get("status").Int()
+		code, cerr := intField(v, "code")
+		st, serr := intField(v, "status")
 		e.Twilio = cerr == nil && serr == nil && st == status
 		if cerr == nil {
 			e.Code = code
 		}
-		e.Message = scrub(string(v.GetStringBytes("message")))
-		e.MoreInfo = scrub(string(v.GetStringBytes("more_info")))
+		e.Message = truncate(scrub(string(v.GetStringBytes("message"))), 300)
+		e.MoreInfo = truncate(scrub(string(v.GetStringBytes("more_info"))), 300)
 	}
 	if e.Message == "" {
 		e.Message = http.StatusText(status)
 	}
-	if len(e.Message) > 300 {
-		e.Message = e.Message[:300] + "..."
-	}
 	return e
+}
+
+// intField reads an integer field of a JSON object.
+func intField(v *fastjson.Value, name string) (int, error) {
+	f := v.Get(name)
+	if f == nil {
+		return 0, fmt.Errorf("no %s", name)
+	}
+	return f.Int()
+}
+
+// truncate cuts s to at most n bytes, at a rune boundary, marking the cut.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "..."
 }
 
 // UntrustedError is an answer the client cannot trust to be the whole
@@ -141,13 +159,26 @@ func (e *decodeError) Error() string {
 
 func (e *decodeError) Unwrap() error { return e.err }
 
-// RetryAfterError is returned when the API asks to wait longer than the
-// client is configured to wait.
+// RetryAfterError is returned when the API asks to wait, before a retry,
+// longer than the client is configured to wait. It wraps the answer.
 type RetryAfterError struct {
 	Method, Path string
 	After, Max   string
+	Err          error
 }
 
 func (e *RetryAfterError) Error() string {
 	return fmt.Sprintf("twilio: %s %s: the API asks to retry after %s, longer than the %s convsync waits", e.Method, e.Path, e.After, e.Max)
 }
+
+func (e *RetryAfterError) Unwrap() error { return e.Err }
+
+// scrubbedError is an error whose text was scrubbed of sensitive values,
+// still matching what it wraps.
+type scrubbedError struct {
+	text string
+	err  error
+}
+
+func (e *scrubbedError) Error() string { return e.text }
+func (e *scrubbedError) Unwrap() error { return e.err }

@@ -3,17 +3,22 @@ package extract
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"iter"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/valyala/fastjson"
 )
 
 const (
@@ -25,6 +30,9 @@ const (
 	testCH     = "CHaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 	testUS     = "USaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 )
+
+// M is a list member as a test server renders it.
+type M = map[string]any
 
 // syncBuffer is a goroutine-safe log sink.
 type syncBuffer struct {
@@ -75,7 +83,15 @@ type testEnv struct {
 // auth token and an API key, debug logs captured and sleeps recorded.
 func newEnv(t *testing.T, h http.HandlerFunc, mod ...func(*Config)) *testEnv {
 	t.Helper()
-	srv := httptest.NewServer(h)
+	return newEnvServer(t, httptest.NewServer(h), mod...)
+}
+
+// newEnvServer is newEnv with a server the caller made (and started).
+// When the test ends, the client must hold no page memory: every page a
+// walk handed out was released, and every page it did not hand out was
+// released by the walk itself.
+func newEnvServer(t *testing.T, srv *httptest.Server, mod ...func(*Config)) *testEnv {
+	t.Helper()
 	t.Cleanup(srv.Close)
 	e := &testEnv{srv: srv, log: &syncBuffer{}, sleep: &sleepRecorder{}}
 	cfg := Config{
@@ -93,20 +109,40 @@ func newEnv(t *testing.T, h http.HandlerFunc, mod ...func(*Config)) *testEnv {
 		t.Fatal(err)
 	}
 	e.c = c
+	t.Cleanup(func() {
+		if held := c.Stats().MemoryHeld; held != 0 {
+			t.Errorf("client still holds %d bytes of pages at the end of the test", held)
+		}
+		if n := len(c.mem.large); n != 0 {
+			t.Errorf("%d large-read slots still taken at the end of the test", n)
+		}
+	})
 	return e
 }
 
 // listBody renders a Twilio list page.
-func listBody(key string, items []Object, next string) []byte {
-	meta := map[string]any{"key": key, "page_size": len(items), "next_page_url": nil}
+func listBody(key string, items []M, next string) []byte {
+	if items == nil {
+		items = []M{}
+	}
+	meta := M{"key": key, "page_size": len(items), "next_page_url": nil}
 	if next != "" {
 		meta["next_page_url"] = next
 	}
-	b, err := json.Marshal(map[string]any{key: items, "meta": meta})
+	b, err := json.Marshal(M{key: items, "meta": meta})
 	if err != nil {
 		panic(err)
 	}
 	return b
+}
+
+// members returns n list members with sids prefix0, prefix1, ...
+func members(prefix string, n int) []M {
+	out := make([]M, n)
+	for i := range out {
+		out[i] = M{"sid": fmt.Sprint(prefix, i)}
+	}
+	return out
 }
 
 func writeJSON(w http.ResponseWriter, status int, body []byte) {
@@ -144,22 +180,68 @@ func truncated(t *testing.T, w http.ResponseWriter) {
 	_ = conn.Close()
 }
 
-// collect drains a sequence.
-func collect(seq func(func(Object, error) bool)) ([]Object, error) {
+// collect drains a walk: it copies every object out of its page (the
+// copies stay valid after the page is released) and releases every page.
+func collect(seq iter.Seq2[PageOf, error]) ([]Object, error) {
 	var out []Object
-	for o, err := range seq {
+	for pg, err := range seq {
 		if err != nil {
 			return out, err
 		}
-		out = append(out, o)
+		if pg.Page == nil {
+			return out, fmt.Errorf("a walk yielded no page and no error")
+		}
+		for _, o := range pg.Items {
+			out = append(out, clone(o))
+		}
+		pg.Release()
 	}
 	return out, nil
 }
 
+// clone copies an object out of its page.
+func clone(o Object) Object { return fastjson.MustParseBytes(o.MarshalTo(nil)) }
+
 func sids(objs []Object) string {
 	var s []string
 	for _, o := range objs {
-		s = append(s, fmt.Sprint(o["sid"]))
+		s = append(s, string(o.GetStringBytes("sid")))
 	}
 	return strings.Join(s, ",")
+}
+
+// counter counts requests at a server, and the most in progress at once.
+type counter struct{ n, cur, peak atomic.Int32 }
+
+func (c *counter) enter() int32 {
+	n := c.cur.Add(1)
+	for {
+		p := c.peak.Load()
+		if n <= p || c.peak.CompareAndSwap(p, n) {
+			break
+		}
+	}
+	return c.n.Add(1)
+}
+
+func (c *counter) leave() { c.cur.Add(-1) }
+
+// secretForms returns every textual form in which the secret of a
+// user:secret Basic auth pair may be echoed: raw, URL-escaped, the pair in
+// base64 in the four alphabets, and the whole Authorization header value.
+func secretForms(user, secret string) []string {
+	out := []string{secret, url.QueryEscape(secret), url.PathEscape(secret)}
+	pair := []byte(user + ":" + secret)
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		b := enc.EncodeToString(pair)
+		out = append(out, b, url.QueryEscape(b), "Basic "+b)
+	}
+	return out
+}
+
+// fixedBug fails a test whose check found a bug that was fixed: each
+// call names the bug, so a regression says what came back.
+func fixedBug(t *testing.T, bug string, format string, args ...any) {
+	t.Helper()
+	t.Fatalf("a fixed bug is back (%s): %s", bug, fmt.Sprintf(format, args...))
 }

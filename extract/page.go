@@ -84,7 +84,16 @@ func readBody(ctx context.Context, b *budget, r io.Reader) (*[]byte, error) {
 				}
 				large = true
 			}
-			buf = append(buf, 0)[:len(buf)]
+			// Grow by doubling, but never past what a body may hold (one
+			// byte more tells a body that is too large), nor past smallBody
+			// before the large-read slot is taken.
+			size := min(max(2*cap(buf), 64<<10), maxPageBytes+1)
+			if !large {
+				size = min(size, smallBody)
+			}
+			grown := make([]byte, len(buf), size)
+			copy(grown, buf)
+			buf = grown
 		}
 		n, err := r.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]

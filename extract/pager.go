@@ -62,10 +62,11 @@ type PageOf struct {
 // walk lazily walks a list starting at first: query parameters are only
 // on first; each later page is fetched from meta.next_page_url as given,
 // provided it is on BaseURL's scheme and host. Every page is checked
-// before it is yielded (decodePage); the walk fails, rather than ending
-// early, on a page token cycle, an empty page that is not the last, or a
-// list longer than Twilio allows. An error is yielded once and ends the
-// sequence. The caller releases each page.
+// before it is yielded (decodePage, whose refusals are retried like any
+// transient failure); the walk as a whole fails, rather than ending early,
+// on a page token cycle or a list longer than Twilio allows, which asking
+// again cannot change. An error is yielded once and ends the sequence.
+// The caller releases each page.
 func (c *Client) walk(ctx context.Context, l list, first *url.URL) iter.Seq2[PageOf, error] {
 	return func(yield func(PageOf, error) bool) {
 		ticket := c.mem.walk()
@@ -93,12 +94,8 @@ func (c *Client) walk(ctx context.Context, l list, first *url.URL) iter.Seq2[Pag
 				pg.Release()
 				return yield(PageOf{}, &UntrustedError{Method: http.MethodGet, Path: r.path, Reason: reason})
 			}
-			switch {
-			case l.maxItems > 0 && items > l.maxItems:
+			if l.maxItems > 0 && items > l.maxItems {
 				untrusted(fmt.Sprintf("the %s list is longer than Twilio allows (%d)", l.key, l.maxItems))
-				return
-			case pg.Next != "" && len(pg.Items) == 0:
-				untrusted("an empty page that is not the last")
 				return
 			}
 			var next *url.URL
@@ -139,9 +136,10 @@ func (c *Client) decodePage(body []byte, l list, r *request, ticket uint64) (Pag
 		parsers.Put(p)
 		return PageOf{}, &decodeError{method: http.MethodGet, path: r.path, err: errors.New("invalid JSON")}
 	}
+	scrub := c.scrub(r.u)
 	fail := func(format string, args ...any) (PageOf, error) {
 		parsers.Put(p)
-		return PageOf{}, &UntrustedError{Method: http.MethodGet, Path: r.path, Reason: fmt.Sprintf(format, args...)}
+		return PageOf{}, &UntrustedError{Method: http.MethodGet, Path: r.path, Reason: scrub(fmt.Sprintf(format, args...))}
 	}
 	if v.Type() != fastjson.TypeObject {
 		return fail("the page is a JSON %s, not an object", v.Type())
@@ -165,11 +163,16 @@ func (c *Client) decodePage(body []byte, l list, r *request, ticket uint64) (Pag
 	}
 	var next string
 	switch nu := meta.Get("next_page_url"); {
-	case nu == nil || nu.Type() == fastjson.TypeNull:
+	case nu == nil:
+		return fail("meta has no next_page_url")
+	case nu.Type() == fastjson.TypeNull:
 	case nu.Type() == fastjson.TypeString:
 		next = string(nu.GetStringBytes())
 	default:
 		return fail("meta.next_page_url is %s, not a string or null", describe(nu))
+	}
+	if next != "" && len(items) == 0 {
+		return fail("an empty page that is not the last")
 	}
 	held := int64(len(body)) * decodedFactor
 	c.mem.hold(ticket, held)
@@ -200,7 +203,9 @@ func (c *Client) nextURL(next string) (*url.URL, error) {
 		return nil, errors.New("twilio: invalid next_page_url") // the URL may hold identities
 	}
 	if !sameOrigin(u, c.base) {
-		return nil, fmt.Errorf("twilio: next_page_url on %s://%s: %w", u.Scheme, u.Host, ErrForeignHost)
+		// The foreign host is not named: the server chose it, and it could
+		// carry anything.
+		return nil, fmt.Errorf("twilio: next_page_url on another host than the base URL: %w", ErrForeignHost)
 	}
 	return u, nil
 }

@@ -3,7 +3,6 @@ package extract
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,6 +16,7 @@ func TestShouldRetry(t *testing.T) {
 	tErr := func(err error) error { return &transportError{method: "GET", path: "/v1/Services", err: err} }
 	dErr := func(err error) error { return &decodeError{method: "GET", path: "/v1/Services", err: err} }
 	api := func(status int) error { return &APIError{Status: status, Method: "GET", Path: "/v1/Services"} }
+	untrusted := func(reason string) error { return &UntrustedError{Method: "GET", Path: "/v1/Services", Reason: reason} }
 	var syntax error
 	{
 		var v any
@@ -55,8 +55,13 @@ func TestShouldRetry(t *testing.T) {
 		{"foreign next", 0, 8, 0, fmt.Errorf("x: %w", ErrForeignHost), false, "foreign host"},
 		{"JSON syntax", 0, 8, 200, dErr(syntax), true, "invalid JSON"},
 		{"JSON truncated", 0, 8, 200, dErr(io.ErrUnexpectedEOF), true, "invalid JSON"},
-		{"wrong shape", 0, 8, 200, dErr(errors.New(`page has no "users" list`)), false, "shape"},
-		{"too large", 0, 8, 200, dErr(errBodyTooLarge), false, "too large"},
+		// Shape errors and bodies over maxPageBytes are untrustworthy
+		// answers now: retried (get bounds them to untrustedRetries).
+		{"untrusted", 0, 8, 200, untrusted("meta.key is \"users\", not \"services\""), true, "untrustworthy answer"},
+		{"untrusted 404", 0, 8, 404, untrusted("404 without Twilio's error JSON"), true, "untrustworthy answer"},
+		{"too large", 0, 8, 200, untrusted(errBodyTooLarge.Error()), true, "untrustworthy answer"},
+		{"untrusted exhausted", 3, 3, 200, untrusted("x"), false, "retries exhausted: untrustworthy answer"},
+		{"wrapped untrusted", 0, 8, 200, fmt.Errorf("ctx: %w", untrusted("x")), true, "untrustworthy answer"},
 		{"wrapped 503", 0, 8, 503, fmt.Errorf("ctx: %w", api(503)), true, "503"},
 	}
 	for _, tc := range cases {
@@ -97,7 +102,9 @@ func TestBackoff(t *testing.T) {
 		{"jitter low", 3, 0, zero, 0},
 		{"retry-after raises", 0, 5 * time.Second, top, 5 * time.Second},
 		{"retry-after below jitter", 10, time.Second, top, 20 * time.Second},
-		{"retry-after capped", 0, time.Hour, zero, maxRetryAfter},
+		// backoff no longer caps Retry-After: get refuses one over
+		// Config.MaxRetryAfter with a *RetryAfterError instead.
+		{"retry-after not capped", 0, time.Hour, zero, time.Hour},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -124,7 +131,10 @@ func TestParseRetryAfter(t *testing.T) {
 		{"0", 0},
 		{"-3", 0},
 		{"3", 3 * time.Second},
-		{"120", maxRetryAfter},
+		{"120", 120 * time.Second},
+		{" 7 ", 7 * time.Second},
+		{"3600", time.Hour},
+		{"999999999", 24 * time.Hour}, // bounded so that it cannot overflow
 		{"soon", 0},
 		{now.Add(10 * time.Second).Format(http.TimeFormat), 10 * time.Second},
 		{now.Add(-10 * time.Second).Format(http.TimeFormat), 0},
@@ -145,7 +155,9 @@ func TestRedactURL(t *testing.T) {
 		{"https://h/v1/Services/" + is + "/Users/USaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa/Conversations",
 			"/v1/Services/" + is + "/Users/USaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa/Conversations"},
 		{"https://h/v1/Services/" + is + "/Users/jane%2Fdoe/Conversations?Page=1&PageToken=PT1",
-			"/v1/Services/" + is + "/Users/{id}/Conversations?Page=1&PageToken=PT1"},
+			"/v1/Services/" + is + "/Users/{id}/Conversations?Page=1&PageToken=REDACTED"},
+		// Page tokens are the server's choice: never logged.
+		{"https://h/v1/Services?PageSize=50&PageToken=PTc2VjcmV0", "/v1/Services?PageSize=50&PageToken=REDACTED"},
 		{"https://h/v1/Services/" + is + "/ParticipantConversations?Address=whatsapp%3A%2B1555&PageSize=50",
 			"/v1/Services/" + is + "/ParticipantConversations?Address=REDACTED&PageSize=50"},
 		{"https://u:p@h/v1/Services/" + is + "/ParticipantConversations?Identity=bob&Other=x",
@@ -161,31 +173,6 @@ func TestRedactURL(t *testing.T) {
 			}
 			if got := redactURL(u); got != tc.want {
 				t.Errorf("redactURL = %q, want %q", got, tc.want)
-			}
-		})
-	}
-}
-
-func TestDecodePage(t *testing.T) {
-	cases := []struct {
-		name, body string
-		items      int
-		next       string
-		wantErr    bool
-	}{
-		{"meta key", `{"meta": {"key": "things", "next_page_url": "https://h/n"}, "things": [{"a": 1}]}`, 1, "https://h/n", false},
-		{"fallback key", `{"users": [{}, {}], "meta": {"next_page_url": null}}`, 2, "", false},
-		{"no meta", `{"users": []}`, 0, "", false},
-		{"missing list", `{"meta": {"key": "users"}}`, 0, "", true},
-		{"list not array", `{"users": {}}`, 0, "", true},
-		{"item not object", `{"users": [1]}`, 0, "", true},
-		{"syntax", `{"users": [`, 0, "", true},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			p, err := decodePage[Object]([]byte(tc.body), "users")
-			if (err != nil) != tc.wantErr || len(p.items) != tc.items || p.next != tc.next {
-				t.Errorf("decodePage = %+v, %v", p, err)
 			}
 		})
 	}

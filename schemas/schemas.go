@@ -357,7 +357,7 @@ var ParticipantConversations = table("participant_conversations", "conversations
 var All = []Table{Services, Users, UserConversations, Conversations, Participants, ParticipantConversations}
 
 // Export lists the tables `convsync export` writes, parents first.
-var Export = All[:5]
+var Export = All[:5:5]
 
 // Lookup lists the tables `convsync lookup` writes.
 var Lookup = All[5:]

@@ -36,7 +36,7 @@ var notPersonal = map[string]bool{"type": true, "level": true}
 // and its PII tag, against Twilio's OpenAPI spec, so drift is caught.
 func TestColumnsMatchSpec(t *testing.T) {
 	spec := loadSpec(t)
-	for _, tab := range append(append([]schemas.Table{}, schemas.Export...), schemas.Lookup...) {
+	for _, tab := range schemas.All {
 		t.Run(tab.Name, func(t *testing.T) {
 			obj, err := spec.Component(tab.APIKind)
 			if err != nil {
@@ -87,7 +87,7 @@ func TestColumnsMatchSpec(t *testing.T) {
 					t.Errorf("spec field %s of %s has no column", name, tab.APIKind)
 				}
 			}
-			if len(tab.Key) == 0 {
+			if len(tab.Key()) == 0 {
 				t.Errorf("table %s has no key", tab.Name)
 			}
 			if f, ok := tab.Schema.FieldsByName("chat_service_sid"); !ok || len(f) != 1 {
@@ -136,7 +136,7 @@ func contains(xs []string, x string) bool {
 }
 
 func TestKeysAndNamesUnique(t *testing.T) {
-	for _, tab := range append(append([]schemas.Table{}, schemas.Export...), schemas.Lookup...) {
+	for _, tab := range schemas.All {
 		seen := map[string]bool{}
 		for _, f := range tab.Schema.Fields() {
 			if seen[f.Name] {
@@ -144,13 +144,119 @@ func TestKeysAndNamesUnique(t *testing.T) {
 			}
 			seen[f.Name] = true
 		}
-		for _, k := range tab.Key {
+		for _, k := range tab.Key() {
 			if !seen[k] {
 				t.Errorf("%s: key column %s missing", tab.Name, k)
 			}
 		}
 		if got, ok := schemas.ByName(tab.Name); !ok || got.Name != tab.Name {
 			t.Errorf("ByName(%s) = %v, %v", tab.Name, got.Name, ok)
+		}
+	}
+}
+
+// TestAllIsExportThenLookup: All lists every table once, the export's
+// (parents first) then the lookup's.
+func TestAllIsExportThenLookup(t *testing.T) {
+	var names []string
+	for _, tab := range schemas.All {
+		names = append(names, tab.Name)
+	}
+	want := "services users user_conversations conversations participants participant_conversations"
+	if got := strings.Join(names, " "); got != want {
+		t.Errorf("All = %s, want %s", got, want)
+	}
+	if len(schemas.Export)+len(schemas.Lookup) != len(schemas.All) {
+		t.Errorf("Export (%d) and Lookup (%d) do not make All (%d)", len(schemas.Export), len(schemas.Lookup), len(schemas.All))
+	}
+	for i, tab := range append(append([]schemas.Table{}, schemas.Export...), schemas.Lookup...) {
+		if tab.Name != schemas.All[i].Name {
+			t.Errorf("table %d: %s, All has %s", i, tab.Name, schemas.All[i].Name)
+		}
+	}
+	if _, ok := schemas.ByName("messages"); ok {
+		t.Error("ByName found a table that does not exist")
+	}
+}
+
+// TestKeys: each table's key, from the MetaKey metadata, in column order,
+// with the source fields that identify an API object. A lookup row is
+// keyed by the subject looked up too: the same participant and
+// conversation found for two subjects are two rows.
+func TestKeys(t *testing.T) {
+	cases := []struct {
+		tab     schemas.Table
+		key     string
+		sources string
+	}{
+		{schemas.Services, "sid", "sid"},
+		{schemas.Users, "sid", "sid"},
+		{schemas.UserConversations, "conversation_sid user_sid", "conversation_sid user_sid"},
+		{schemas.Conversations, "sid", "sid"},
+		{schemas.Participants, "sid", "sid"},
+		{schemas.ParticipantConversations, "subject participant_sid conversation_sid", schemas.DerivedSubject + " participant_sid conversation_sid"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.tab.Name, func(t *testing.T) {
+			if got := strings.Join(tc.tab.Key(), " "); got != tc.key {
+				t.Errorf("Key = %s, want %s", got, tc.key)
+			}
+			if got := strings.Join(tc.tab.KeySources(), " "); got != tc.sources {
+				t.Errorf("KeySources = %s, want %s", got, tc.sources)
+			}
+			// The key is what MetaKey marks, and nothing else.
+			n := 0
+			for _, f := range tc.tab.Schema.Fields() {
+				switch v := schemas.Meta(f, schemas.MetaKey); v {
+				case "true":
+					n++
+				case "":
+				default:
+					t.Errorf("%s: MetaKey %q", f.Name, v)
+				}
+			}
+			if n != len(tc.tab.Key()) {
+				t.Errorf("%d key columns marked, Key has %d", n, len(tc.tab.Key()))
+			}
+		})
+	}
+}
+
+// TestHistory: only participants keep a history: their identity, binding
+// and role start a new stretch when they change; the service and the
+// conversation are carried along.
+func TestHistory(t *testing.T) {
+	for _, tab := range schemas.All {
+		tracked, carried := tab.History()
+		if tab.Name != "participants" {
+			if len(tracked) != 0 || len(carried) != 0 || tab.HistoryName() != "" {
+				t.Errorf("%s: history %v, %v, %q; want none", tab.Name, tracked, carried, tab.HistoryName())
+			}
+			continue
+		}
+		wantTracked := "identity messaging_binding_type messaging_binding_address messaging_binding_proxy_address messaging_binding_projected_address messaging_binding_name messaging_binding_level role_sid"
+		if got := strings.Join(tracked, " "); got != wantTracked {
+			t.Errorf("tracked = %s, want %s", got, wantTracked)
+		}
+		if got := strings.Join(carried, " "); got != "chat_service_sid conversation_sid" {
+			t.Errorf("carried = %s", got)
+		}
+		if got := tab.HistoryName(); got != "participants_history" {
+			t.Errorf("HistoryName = %q", got)
+		}
+		// A key column is neither tracked nor carried: it names the row
+		// the history is of.
+		for _, k := range tab.Key() {
+			if contains(tracked, k) || contains(carried, k) {
+				t.Errorf("key column %s is in the history's columns", k)
+			}
+		}
+		for _, f := range tab.Schema.Fields() {
+			switch v := schemas.Meta(f, schemas.MetaHistory); v {
+			case "", schemas.HistoryTrack, schemas.HistoryCarry:
+			default:
+				t.Errorf("%s: MetaHistory %q", f.Name, v)
+			}
 		}
 	}
 }

@@ -11,6 +11,7 @@
 package transform
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -308,7 +309,7 @@ func (b *Builder) set(i int, v *fastjson.Value) error {
 		}
 		tm, err := ParseTime(b2s(s))
 		if err != nil {
-			return err
+			return errors.New("want an RFC 3339 date-time string") // the value may be PII
 		}
 		b.vals[i] = value{set: true, t: tm.UnixMicro()}
 	default:
