@@ -1,12 +1,12 @@
 package extract
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
+
+	"github.com/convsync/convsync/internal/secrets"
 )
 
 // Credentials authenticate requests with HTTP Basic auth: APIKey and
@@ -67,30 +67,10 @@ func (c Credentials) basicAuth() (user, pass string) {
 }
 
 // Secrets returns every form in which the credentials' secrets could
-// appear in text: the auth token and API secret themselves, the base64 of
-// each "user:secret" pair (what an Authorization: Basic header carries,
-// in standard and URL-safe alphabets, padded or not), and their
-// URL-escaped forms. Scrubbing all of them keeps an echoed Authorization
-// header out of logs and errors.
+// appear in text (secrets.Forms of each pair), so that scrubbing them all
+// keeps an echoed Authorization header out of logs and errors.
 func (c Credentials) Secrets() []string {
-	var out []string
-	add := func(user, secret string) {
-		if secret == "" {
-			return
-		}
-		out = append(out, secret, url.QueryEscape(secret), url.PathEscape(secret))
-		if user == "" {
-			return
-		}
-		pair := []byte(user + ":" + secret)
-		for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
-			b := enc.EncodeToString(pair)
-			out = append(out, b, url.QueryEscape(b))
-		}
-	}
-	add(c.AccountSID, c.AuthToken)
-	add(c.APIKey, c.APISecret)
-	return out
+	return append(secrets.Forms(c.AccountSID, c.AuthToken), secrets.Forms(c.APIKey, c.APISecret)...)
 }
 
 func (c Credentials) validate() error {

@@ -3,8 +3,9 @@ package extract
 import (
 	"net/url"
 	"regexp"
-	"slices"
 	"strings"
+
+	"github.com/convsync/convsync/internal/secrets"
 )
 
 // sidRE matches a Twilio SID: two upper-case letters and 32 hex digits.
@@ -100,20 +101,5 @@ func sensitiveValues(u *url.URL) []string {
 // scrubber returns a function replacing each of the sensitive values (the
 // longest first) with "{redacted}".
 func scrubber(values ...[]string) func(string) string {
-	var all []string
-	for _, vs := range values {
-		for _, v := range vs {
-			if v != "" {
-				all = append(all, v)
-			}
-		}
-	}
-	// Longest first, so that a value is not partially replaced by a prefix.
-	slices.SortFunc(all, func(a, b string) int { return len(b) - len(a) })
-	return func(s string) string {
-		for _, v := range all {
-			s = strings.ReplaceAll(s, v, "{redacted}")
-		}
-		return s
-	}
+	return secrets.NewScrubber(values...).Scrub
 }

@@ -32,6 +32,9 @@ type journal struct {
 	Staging string            `json:"staging"`
 	DuckDB  *journalDuckDB    `json:"duckdb,omitempty"`
 	Parquet string            `json:"parquet,omitempty"`
+	// ParquetControl is the Parquet output's control folder (for a bucket,
+	// it depends on the staging root of the run).
+	ParquetControl string `json:"parquet_control,omitempty"`
 	Tables  []string          `json:"tables"`
 	Files   map[string]string `json:"files"`
 	Run     runs.Record       `json:"run"`
@@ -75,19 +78,27 @@ func (j *journal) tables() ([]schemas.Table, error) {
 }
 
 // outputs lists the journal's outputs with their control folders.
-func (j *journal) outputs(log func(string) (parquetOutput, error)) ([]output, error) {
+func (j *journal) outputs() []output {
 	var out []output
 	if j.DuckDB != nil {
 		out = append(out, output{j.DuckDB.Path, j.DuckDB.Path + ".convsync"})
 	}
 	if j.Parquet != "" {
-		pq, err := log(j.Parquet)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, output{pq.Location(), pq.ControlDir()})
+		out = append(out, output{j.Parquet, j.ParquetControl})
 	}
-	return out, nil
+	return out
+}
+
+// parquet opens the journal's Parquet output (nil without one).
+func (j *journal) parquet(o *Outputs) (parquetOutput, error) {
+	if j.Parquet == "" {
+		return nil, nil
+	}
+	if o.pq != nil && o.pq.Location() == j.Parquet {
+		return o.pq, nil
+	}
+	root := filepath.Dir(j.ParquetControl)
+	return openParquet(j.Parquet, root, o.log)
 }
 
 type pointer struct {
@@ -167,10 +178,7 @@ func (o *Outputs) recover(ctx context.Context) error {
 // rollForward carries out a decided publish of another (dead) run,
 // taking the locks of its outputs that this run does not hold.
 func (o *Outputs) rollForward(ctx context.Context, j *journal) error {
-	outs, err := j.outputs(func(loc string) (parquetOutput, error) { return openParquet(loc, o.log) })
-	if err != nil {
-		return err
-	}
+	outs := j.outputs()
 	held := map[string]bool{}
 	for _, x := range o.outputs() {
 		held[x.location] = true
@@ -186,7 +194,19 @@ func (o *Outputs) rollForward(ctx context.Context, j *journal) error {
 		defer l.release()
 	}
 	o.log.Warn().Str("run_id", j.RunID).Msg("finishing the publish of an earlier run that was interrupted after its publish decision")
-	if err := o.carryOut(ctx, j, true); err != nil {
+	pq, err := j.parquet(o)
+	if err != nil {
+		return err
+	}
+	if pq != nil && pq != o.pq {
+		defer pq.Close()
+		if l, ok := pq.(leaser); ok {
+			if err := l.Lease(ctx, o.cfg.RunID); err != nil {
+				return fmt.Errorf("finish the publish of run %s: output %s is busy: %w", j.RunID, pq.Location(), err)
+			}
+		}
+	}
+	if err := o.carryOut(ctx, j, pq, true); err != nil {
 		return fmt.Errorf("finish the publish of run %s: %w", j.RunID, err)
 	}
 	return nil
@@ -196,7 +216,7 @@ func (o *Outputs) rollForward(ctx context.Context, j *journal) error {
 // withDuckDB; Publish commits the prepared transaction itself), then the
 // Parquet dataset and its run record; then it removes the staging and the
 // pointers. Every step can be repeated.
-func (o *Outputs) carryOut(ctx context.Context, j *journal, withDuckDB bool) error {
+func (o *Outputs) carryOut(ctx context.Context, j *journal, pq parquetOutput, withDuckDB bool) error {
 	tables, err := j.tables()
 	if err != nil {
 		return err
@@ -210,19 +230,12 @@ func (o *Outputs) carryOut(ctx context.Context, j *journal, withDuckDB bool) err
 			return fmt.Errorf("duckdb %s: %w", j.DuckDB.Path, err)
 		}
 	}
-	if j.Parquet != "" {
-		pq, err := openParquet(j.Parquet, o.log)
-		if err != nil {
-			return err
-		}
+	if pq != nil {
 		if err := pq.Publish(ctx, tables, j.Files, j.Run); err != nil {
 			return fmt.Errorf("parquet %s: %w", j.Parquet, err)
 		}
 	}
-	outs, err := j.outputs(func(loc string) (parquetOutput, error) { return openParquet(loc, o.log) })
-	if err != nil {
-		return err
-	}
+	outs := j.outputs()
 	if err := faultpoint.Hit("cleanup"); err != nil {
 		return err
 	}

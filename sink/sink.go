@@ -92,12 +92,22 @@ type Config struct {
 	Logger        zerolog.Logger
 }
 
-// parquetOutput is a Parquet dataset root: a local directory.
+// parquetOutput is a Parquet dataset root: a local directory or a bucket.
 type parquetOutput interface {
 	Location() string
 	ControlDir() string
 	Check(ctx context.Context) error
+	// Prepare checks, just before the publish decision, that the publish
+	// can go ahead.
+	Prepare(ctx context.Context) error
 	Publish(ctx context.Context, tables []schemas.Table, files map[string]string, run runs.Record) error
+	Close() error
+}
+
+// leaser is an output that also holds a lease of its own, beyond the
+// local lock (a bucket, against runs on other machines).
+type leaser interface {
+	Lease(ctx context.Context, runID string) error
 }
 
 // Outputs is one run's transaction over its outputs.
@@ -141,10 +151,13 @@ func Open(ctx context.Context, cfg Config) (_ *Outputs, err error) {
 		}
 	}
 	if cfg.Parquet != "" {
-		if o.pq, err = openParquet(cfg.Parquet, cfg.Logger); err != nil {
+		if o.pq, err = openParquet(cfg.Parquet, controlRoot(cfg.Staging), cfg.Logger); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrBadOutput, err)
 		}
 		if err := o.pq.Check(ctx); err != nil {
+			if errors.Is(err, ErrBusy) {
+				return nil, err
+			}
 			return nil, fmt.Errorf("%w: %w", ErrBadOutput, err)
 		}
 	}
@@ -154,6 +167,11 @@ func Open(ctx context.Context, cfg Config) (_ *Outputs, err error) {
 			return nil, err
 		}
 		o.locks = append(o.locks, l)
+	}
+	if l, ok := o.pq.(leaser); ok {
+		if err := l.Lease(ctx, cfg.RunID); err != nil {
+			return nil, fmt.Errorf("output %s is busy: %w", o.pq.Location(), err)
+		}
 	}
 	if err := o.recover(ctx); err != nil {
 		return nil, err
@@ -190,11 +208,31 @@ func (o *Outputs) locations() []string {
 	return out
 }
 
-func openParquet(location string, log zerolog.Logger) (parquetOutput, error) {
+// openParquet returns the dataset root at location: a bucket URL or a
+// local directory. A bucket's control folder lies under controlRoot.
+func openParquet(location, controlRoot string, log zerolog.Logger) (parquetOutput, error) {
+	if dataset.IsBucketURL(location) {
+		return dataset.NewBucket(location, controlRoot, log)
+	}
 	if strings.Contains(location, "://") {
-		return nil, fmt.Errorf("--parquet %s: only local directories are supported", location)
+		return nil, fmt.Errorf("%s: not a local directory nor a bucket URL (s3://, gs://, azblob://)", location)
 	}
 	return dataset.NewLocal(location, log)
+}
+
+// controlRoot is where the control folders of bucket outputs lie: the
+// staging folder given, or the user's cache directory.
+func controlRoot(staging string) string {
+	if staging != "" {
+		if abs, err := filepath.Abs(staging); err == nil {
+			return abs
+		}
+		return staging
+	}
+	if dir, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(dir, "convsync")
+	}
+	return filepath.Join(os.TempDir(), "convsync")
 }
 
 // holder says which run holds an output's lock; it is kept beside the
@@ -311,7 +349,7 @@ func (o *Outputs) Publish(ctx context.Context, run runs.Record, state []byte, lo
 		j.DuckDB = &journalDuckDB{Path: o.duck.Path(), History: o.cfg.History}
 	}
 	if o.pq != nil {
-		j.Parquet = o.pq.Location()
+		j.Parquet, j.ParquetControl = o.pq.Location(), o.pq.ControlDir()
 	}
 	if err := writePointers(o.outputs(), j); err != nil {
 		return run, err
@@ -334,6 +372,11 @@ func (o *Outputs) Publish(ctx context.Context, run runs.Record, state []byte, lo
 			prepared.Rollback()
 		}
 		return undo(err)
+	}
+	if o.pq != nil {
+		if err := o.pq.Prepare(ctx); err != nil {
+			return rollback(err)
+		}
 	}
 	if err := faultpoint.Hit("prepare"); err != nil {
 		return rollback(err)
@@ -361,7 +404,7 @@ func (o *Outputs) Publish(ctx context.Context, run runs.Record, state []byte, lo
 			return run, fmt.Errorf("%w: %w", errIncomplete, err)
 		}
 	}
-	if err := o.carryOut(context.WithoutCancel(ctx), j, false); err != nil {
+	if err := o.carryOut(context.WithoutCancel(ctx), j, o.pq, false); err != nil {
 		return run, fmt.Errorf("%w: %w", errIncomplete, err)
 	}
 	o.published = true
@@ -380,6 +423,9 @@ func (o *Outputs) Close() error {
 	}
 	o.closed = true
 	defer o.releaseLocks()
+	if o.pq != nil {
+		defer o.pq.Close()
+	}
 	if o.st == nil || o.published {
 		return nil
 	}
@@ -430,10 +476,11 @@ func Recover(ctx context.Context, cfg Config) error {
 		o.duck = d
 	}
 	if cfg.Parquet != "" {
-		pq, err := openParquet(cfg.Parquet, cfg.Logger)
+		pq, err := openParquet(cfg.Parquet, controlRoot(cfg.Staging), cfg.Logger)
 		if err != nil {
 			return err
 		}
+		defer pq.Close()
 		if _, err := os.Stat(pq.ControlDir()); err != nil {
 			o.pq = nil
 		} else {

@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/convsync/convsync/extract"
+	"github.com/convsync/convsync/sink/dataset"
 	"github.com/convsync/convsync/transform"
 )
 
@@ -152,7 +153,7 @@ func (c *common) outputLocations() []string {
 		if p == "" {
 			continue
 		}
-		if abs, err := filepath.Abs(p); err == nil {
+		if abs, err := filepath.Abs(p); err == nil && !dataset.IsBucketURL(p) {
 			p = abs
 		}
 		out = append(out, p)

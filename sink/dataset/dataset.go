@@ -283,3 +283,10 @@ func mkdirSynced(dir string) error {
 	}
 	return stage.SyncDir(filepath.Dir(dir))
 }
+
+// Prepare checks, before the publish decision, that the publish can go
+// ahead (nothing to check for a local root: it was checked at the start).
+func (l *Local) Prepare(context.Context) error { return nil }
+
+// Close releases nothing: a local root holds no resource.
+func (l *Local) Close() error { return nil }
