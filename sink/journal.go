@@ -28,16 +28,16 @@ const (
 )
 
 type journal struct {
-	RunID   string            `json:"run_id"`
-	Staging string            `json:"staging"`
-	DuckDB  *journalDuckDB    `json:"duckdb,omitempty"`
-	Parquet string            `json:"parquet,omitempty"`
+	RunID   string         `json:"run_id"`
+	Staging string         `json:"staging"`
+	DuckDB  *journalDuckDB `json:"duckdb,omitempty"`
+	Parquet string         `json:"parquet,omitempty"`
 	// ParquetControl is the Parquet output's control folder (for a bucket,
 	// it depends on the staging root of the run).
-	ParquetControl string `json:"parquet_control,omitempty"`
-	Tables  []string          `json:"tables"`
-	Files   map[string]string `json:"files"`
-	Run     runs.Record       `json:"run"`
+	ParquetControl string            `json:"parquet_control,omitempty"`
+	Tables         []string          `json:"tables"`
+	Files          map[string]string `json:"files"`
+	Run            runs.Record       `json:"run"`
 }
 
 type journalDuckDB struct {
