@@ -14,10 +14,12 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -113,6 +115,7 @@ type Client struct {
 
 	requests, retries, pages, throttled, serverErrors, networkErrors atomic.Int64
 	inflight                                                         atomic.Int64
+	reached                                                          atomic.Bool // some request got an answer
 	peak                                                             peakCounter
 }
 
@@ -341,6 +344,11 @@ func (c *Client) get(ctx context.Context, r *request, decode func(body []byte) e
 		if ctx.Err() != nil {
 			return fmt.Errorf("twilio: GET %s: %w", r.path, context.Cause(ctx))
 		}
+		if unreachable(err) && !c.reached.Load() {
+			// Nothing ever answered at this address: waiting will not help
+			// a mistyped base URL or a host without a server.
+			return fmt.Errorf("%w: cannot reach the API at %s: %w", ErrUnreachable, c.base.String(), err)
+		}
 		after := parseRetryAfter(res.retryAfter, time.Now())
 		if res.throttled {
 			// Over the account's concurrency limit: never processed and always
@@ -435,6 +443,7 @@ func (c *Client) attempt(ctx context.Context, r *request, prio, n int) (res atte
 		return attemptResult{err: &transportError{method: http.MethodGet, path: r.path, err: err}}
 	}
 	defer resp.Body.Close()
+	c.reached.Store(true)
 	res.status = resp.StatusCode
 	concurrent := concurrentRequests(resp.Header)
 	body, err := readBody(actx, c.mem, resp.Body)
@@ -484,4 +493,11 @@ func (c *Client) attempt(ctx context.Context, r *request, prio, n int) (res atte
 // u and every form of the credentials' secrets.
 func (c *Client) scrub(u *url.URL) func(string) string {
 	return scrubber(sensitiveValues(u), c.scrubSecrets)
+}
+
+// unreachable reports whether err is a failure to connect at all: the
+// connection refused, or the host name not resolved.
+func unreachable(err error) bool {
+	var dnsErr *net.DNSError
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, &dnsErr)
 }

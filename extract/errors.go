@@ -26,6 +26,10 @@ var (
 	ErrForeignHost = errors.New("twilio: refusing to send credentials to a foreign host")
 	// ErrUntrusted matches an *UntrustedError.
 	ErrUntrusted = errors.New("twilio: untrustworthy answer")
+	// ErrUnreachable is wrapped by the error of a first request that could
+	// not connect at all (refused, or the host not found): it is not
+	// retried.
+	ErrUnreachable = errors.New("twilio: unreachable")
 )
 
 // CodeTooManyConcurrentRequests is Twilio's error code for a request over

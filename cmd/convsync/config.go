@@ -44,6 +44,8 @@ type common struct {
 	RequestTimeout time.Duration
 	MaxRetries     int
 	LockWait       time.Duration
+	Summary        string
+	MetricsFile    string
 
 	// Filled by Validate.
 	snapshot time.Time
@@ -67,6 +69,8 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", extract.DefaultRequestTimeout, "timeout of one API request")
 	fs.IntVar(&c.MaxRetries, "max-retries", extract.DefaultMaxRetries, "retries of one request on 5xx, network errors and untrustworthy answers")
 	fs.DurationVar(&c.LockWait, "lock-wait", defaultLockWait, "how long to wait at publish time for a DuckDB file another process holds open")
+	fs.StringVar(&c.Summary, "summary", "", "the end-of-run summary on stdout: json (one line) or text (default: text on a terminal, json otherwise)")
+	fs.StringVar(&c.MetricsFile, "metrics-file", "", "write the run's figures to `path` in Prometheus text format (node_exporter's textfile collector)")
 }
 
 // Validate checks the flags and the environment they depend on, before
@@ -133,6 +137,11 @@ func (c *common) Validate(getenv func(string) string) error {
 	case "auto", "on", "off":
 	default:
 		return usageError("--progress %q is not one of auto, on, off", c.Progress)
+	}
+	switch c.Summary {
+	case "", summaryJSON, summaryText:
+	default:
+		return usageError("--summary %q is not json or text", c.Summary)
 	}
 	return nil
 }

@@ -32,7 +32,7 @@ type exportFlags struct {
 	Checkpoint time.Duration
 }
 
-func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runExport(ctx context.Context, args []string, stdout, stderr io.Writer, rep *report) error {
 	var f exportFlags
 	fs := flag.NewFlagSet("convsync export", flag.ContinueOnError)
 	f.register(fs)
@@ -46,9 +46,11 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if fs.NArg() > 0 {
 		return usageError("export takes no arguments, got %q", fs.Arg(0))
 	}
+	rep.summary, rep.metrics = f.Summary, f.MetricsFile
 	if err := f.Validate(os.Getenv); err != nil {
 		return err
 	}
+	rep.outputs = f.outputLocations()
 	if f.Checkpoint < 0 {
 		return usageError("--checkpoint must not be negative")
 	}
@@ -60,6 +62,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer env.close()
+	rep.log = &log
 
 	api := env.baseURL
 	if f.Demo {
@@ -102,20 +105,24 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		Str("pii", f.PII).Bool("resumed", cfg.Resume != nil).Msg("export started")
 	sum, err := jobs.Export(ctx, env.client, outs, cfg)
 	prog.finish()
+	rep.run = &sum.Run
 	if err != nil {
 		closeErr := outs.Close()
 		err = fmt.Errorf("export failed after %d requests: %w", sum.Run.Requests, outputError(err))
 		if closeErr != nil {
 			log.Warn().Err(closeErr).Msg("clean up staging")
 		}
-		if outs.Resumable() {
+		if rep.resumable = outs.Resumable(); rep.resumable {
 			err = fmt.Errorf("%w; %w", err, errResumable)
 		}
 		return err
 	}
-	f.printSummary(stdout, sum.Run, sum.Skipped, &log)
-	if f.DuckDB != "" {
-		fmt.Fprintf(stdout, "First query to try (README.md has more):\n  convsync sql --duckdb %s \"%s\"\n", f.DuckDB, firstQuery)
+	logSummary(&log, sum.Run)
+	rep.text = func(w io.Writer) {
+		f.textSummary(w, sum.Run, sum.Skipped)
+		if f.DuckDB != "" {
+			fmt.Fprintf(w, "First query to try (README.md has more):\n  convsync sql --duckdb %s \"%s\"\n", f.DuckDB, firstQuery)
+		}
 	}
 	return nil
 }
@@ -134,16 +141,21 @@ var errResumable = fmt.Errorf("run again with --resume to continue where it stop
 // firstQuery is the query the summary suggests.
 const firstQuery = "SELECT chat_service_sid, coalesce(messaging_binding_type, 'chat') AS binding, count(*) AS participants FROM participants GROUP BY ALL ORDER BY ALL"
 
-// printSummary writes the end-of-run summary to w and logs it.
-func (c *common) printSummary(w io.Writer, run runs.Record, skipped []string, log *zerolog.Logger) {
+// logSummary logs the end of a successful run.
+func logSummary(log *zerolog.Logger, run runs.Record) {
 	took := run.EndedAt.Sub(run.StartedAt).Round(time.Millisecond)
 	ev := log.Info().Str("run_id", run.RunID).Dur("elapsed", took).Int64("requests", run.Requests).
-		Int64("retries", run.Retries).Int64("throttled", run.Throttled).Int64("parents_skipped", run.ParentsSkipped)
+		Int64("retries", run.Retries).Int64("throttled", run.Throttled).Int64("parents_skipped", run.ParentsSkipped).
+		Int("concurrency_limit", run.ConcurrencyLimit)
 	for t, n := range run.Rows {
 		ev = ev.Int64("rows_"+t, n)
 	}
 	ev.Msg(run.Command + " finished")
+}
 
+// textSummary writes the end-of-run summary for people to w.
+func (c *common) textSummary(w io.Writer, run runs.Record, skipped []string) {
+	took := run.EndedAt.Sub(run.StartedAt).Round(time.Millisecond)
 	fmt.Fprintf(w, "convsync %s %s: done in %s\n", run.Command, run.RunID, took)
 	for _, t := range orderedTables(run.Rows) {
 		fmt.Fprintf(w, "  %-26s %12s rows\n", t, fmtCount(run.Rows[t]))

@@ -24,7 +24,7 @@ const groupMMSCaveat = "ParticipantConversations finds participants by identity 
 	"group-MMS participants that have a projected_address but neither are not found this way " +
 	"(query the participants table of an export for them)"
 
-func runLookup(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runLookup(ctx context.Context, args []string, stdout, stderr io.Writer, rep *report) error {
 	var f common
 	var subjects []extract.Subject
 	fs := flag.NewFlagSet("convsync lookup", flag.ContinueOnError)
@@ -57,14 +57,17 @@ func runLookup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if len(subjects) == 0 {
 		return usageError("lookup needs at least one --identity, --address or --from")
 	}
+	rep.summary, rep.metrics = f.Summary, f.MetricsFile
 	if err := f.Validate(os.Getenv); err != nil {
 		return err
 	}
+	rep.outputs = f.outputLocations()
 	prog, log, env, err := f.start(stderr)
 	if err != nil {
 		return err
 	}
 	defer env.close()
+	rep.log = &log
 
 	outs, err := f.openOutputs(ctx, sink.Config{Command: "lookup", RunID: newRunID(time.Now()), Tables: schemas.Lookup, Logger: log})
 	if err != nil {
@@ -84,17 +87,21 @@ func runLookup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		Progress:     prog.update,
 	})
 	prog.finish()
+	rep.run = &sum.Run
 	if err != nil {
 		return fmt.Errorf("lookup failed: %w", outputError(err))
 	}
-	f.printSummary(stdout, sum.Run, nil, &log)
-	if len(sum.NotFound) > 0 {
-		fmt.Fprintf(stdout, "%d of %d subjects are in no conversation:\n", len(sum.NotFound), len(subjects))
-		for _, i := range sum.NotFound {
-			s := subjects[i]
-			fmt.Fprintf(stdout, "  #%d %s %s\n", i+1, s.Kind(), displayValue(f.policy.Display(s.Value())))
+	logSummary(&log, sum.Run)
+	rep.text = func(w io.Writer) {
+		f.textSummary(w, sum.Run, nil)
+		if len(sum.NotFound) > 0 {
+			fmt.Fprintf(w, "%d of %d subjects are in no conversation:\n", len(sum.NotFound), len(subjects))
+			for _, i := range sum.NotFound {
+				s := subjects[i]
+				fmt.Fprintf(w, "  #%d %s %s\n", i+1, s.Kind(), displayValue(f.policy.Display(s.Value())))
+			}
+			fmt.Fprintf(w, "note: %s.\n", groupMMSCaveat)
 		}
-		fmt.Fprintf(stdout, "note: %s.\n", groupMMSCaveat)
 	}
 	return nil
 }

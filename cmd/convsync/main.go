@@ -22,6 +22,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/convsync/convsync/extract"
 )
@@ -70,11 +71,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 
 	var err error
+	var rep *report
 	switch args[0] {
-	case "export":
-		err = runExport(ctx, args[1:], stdout, stderr)
-	case "lookup":
-		err = runLookup(ctx, args[1:], stdout, stderr)
+	case "export", "lookup":
+		rep = &report{command: args[0], started: time.Now().UTC(), stdout: stdout, stderr: stderr}
+		if args[0] == "export" {
+			err = runExport(ctx, args[1:], stdout, stderr, rep)
+		} else {
+			err = runLookup(ctx, args[1:], stdout, stderr, rep)
+		}
 	case "fakeapi":
 		err = runFakeAPI(ctx, args[1:], stdout, stderr)
 	case "sql":
@@ -84,7 +89,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	default:
 		err = usageError("unknown command %q (want export, lookup, fakeapi, sql or version)", args[0])
 	}
-	if err == nil || errors.Is(err, errHelp) {
+	if errors.Is(err, errHelp) {
+		return 0
+	}
+	if err == nil {
+		if rep != nil {
+			rep.finish(0, "")
+		}
 		return 0
 	}
 	code := 1
@@ -106,7 +117,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		err = errors.New(msg)
 	}
-	fmt.Fprintf(stderr, "convsync: %s\n", oneLine(err.Error()))
+	reason := oneLine(err.Error())
+	if rep != nil {
+		rep.finish(code, reason)
+	}
+	fmt.Fprintf(stderr, "convsync: %s\n", reason)
 	return code
 }
 

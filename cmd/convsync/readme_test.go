@@ -36,7 +36,7 @@ func TestDemoAndREADMEQueries(t *testing.T) {
 	dir := t.TempDir()
 	db := filepath.Join(dir, "convsync.duckdb")
 	pq := filepath.Join(dir, "lake")
-	r := runCmd(t, "export", "--demo", "--duckdb", db, "--parquet", pq, "--history", "--snapshot-date", "2026-11-01")
+	r := runCmd(t, "export", "--demo", "--duckdb", db, "--parquet", pq, "--history", "--snapshot-date", "2026-11-01", "--summary", "text")
 	if r.code != 0 {
 		t.Fatalf("demo export: exit %d\n%s", r.code, r.stderr)
 	}
