@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -73,11 +74,28 @@ func TestDemoAndREADMEQueries(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("demo lookup: exit %d\n%s", r.code, r.stderr)
 	}
+	// Every example runs through `convsync sql`, as a user without the
+	// DuckDB CLI runs it: over the DuckDB file, and, for those that read
+	// the Parquet datasets by path, over the Parquet root too.
 	for i, q := range sqlBlocks(t) {
 		q = strings.ReplaceAll(q, "'DIR/", "'"+pq+"/")
-		rows := testkit.Query(t, db, q)
-		if len(rows) == 0 {
+		r := sqlCmd(t, "--duckdb", db, "--format", "json", "--", q)
+		if r.code != 0 {
+			t.Errorf("README SQL example %d: convsync sql exit %d: %s\n%s", i+1, r.code, r.lastStderrLine(), q)
+			continue
+		}
+		if strings.TrimSpace(r.stdout) == "" {
 			t.Errorf("README SQL example %d returned no rows:\n%s", i+1, q)
+		}
+		if rows := testkit.Query(t, db, q); len(rows) != strings.Count(strings.TrimSpace(r.stdout), "\n")+1 {
+			t.Errorf("README SQL example %d: convsync sql printed %d rows, DuckDB returns %d", i+1, strings.Count(strings.TrimSpace(r.stdout), "\n")+1, len(rows))
+		}
+	}
+	for _, q := range []string{"SELECT count(*) AS n FROM participants", "SELECT run_id, rows_participants FROM runs WHERE command = 'export'"} {
+		duck := sqlCmd(t, "--duckdb", db, "--format", "csv", q)
+		lake := sqlCmd(t, "--parquet", pq, "--format", "csv", q)
+		if duck.code != 0 || lake.code != 0 || duck.stdout != lake.stdout {
+			t.Errorf("%s: DuckDB file says %q (exit %d), Parquet root %q (exit %d)", q, duck.stdout, duck.code, lake.stdout, lake.code)
 		}
 	}
 }
@@ -116,4 +134,12 @@ func TestREADMEListsEveryColumn(t *testing.T) {
 			}
 		}
 	}
+}
+
+// sqlCmd runs `convsync sql` with args.
+func sqlCmd(t *testing.T, args ...string) result {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(append([]string{"sql"}, args...), &out, &errb)
+	return result{code: code, stdout: out.String(), stderr: errb.String()}
 }
