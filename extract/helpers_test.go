@@ -13,7 +13,6 @@ import (
 	"net/url"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -209,22 +208,6 @@ func sids(objs []Object) string {
 	}
 	return strings.Join(s, ",")
 }
-
-// counter counts requests at a server, and the most in progress at once.
-type counter struct{ n, cur, peak atomic.Int32 }
-
-func (c *counter) enter() int32 {
-	n := c.cur.Add(1)
-	for {
-		p := c.peak.Load()
-		if n <= p || c.peak.CompareAndSwap(p, n) {
-			break
-		}
-	}
-	return c.n.Add(1)
-}
-
-func (c *counter) leave() { c.cur.Add(-1) }
 
 // secretForms returns every textual form in which the secret of a
 // user:secret Basic auth pair may be echoed: raw, URL-escaped, the pair in

@@ -98,16 +98,16 @@ func TestDecodePage(t *testing.T) {
 	}
 }
 
-// bugNilCode: newAPIError calls Int() on v.Get("code") and v.Get("status")
+// bugNilCode: newAPIError called Int() on v.Get("code") and v.Get("status")
 // without checking for nil; fastjson's (*Value).Int panics on a nil value,
-// so any non-2xx JSON object without "code" or "status" crashes the run.
+// so any non-2xx JSON object without "code" or "status" crashed the run.
 const bugNilCode = `newAPIError panics on an error JSON without "code" or "status"`
 
 // collectRecover is collect, turning a panic of the walk into a value.
-func collectRecover(seq iter.Seq2[PageOf, error]) (objs []Object, err error, panicked any) {
+func collectRecover(seq iter.Seq2[PageOf, error]) (objs []Object, panicked any, err error) {
 	defer func() { panicked = recover() }()
 	objs, err = collect(seq)
-	return objs, err, nil
+	return objs, nil, err
 }
 
 // pageOfSize returns a services page with one member padded so that the
@@ -253,7 +253,7 @@ func TestUntrustedAnswers(t *testing.T) {
 			if call == nil {
 				call = func(c *Client) iter.Seq2[PageOf, error] { return c.Services(context.Background()) }
 			}
-			got, err, panicked := collectRecover(call(e.c))
+			got, panicked, err := collectRecover(call(e.c))
 			if panicked != nil {
 				if tc.bug != "" {
 					fixedBug(t, tc.bug, "the walk panicked: %v", panicked)

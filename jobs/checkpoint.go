@@ -207,7 +207,6 @@ type checkpoints struct {
 	pending []string   // log lines since the last checkpoint
 	walks   map[string]walkState
 	taken   int
-	bytes   func() int64 // bytes written so far, for the volume trigger
 }
 
 func newCheckpoints(prior *Resume) *checkpoints {

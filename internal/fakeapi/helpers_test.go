@@ -159,8 +159,7 @@ func loadSpec(t testing.TB) map[string]any {
 	t.Helper()
 	p := specPath()
 	if p == "" {
-		t.Skip("Twilio OpenAPI spec not found: expected shared/twilio-oai/twilio_conversations_v1.json " +
-			"beside the checkout (or set " + oaispec.EnvPath + "); skipping spec validation")
+		oaispec.SkipOrFail(t, oaispec.ErrNotFound)
 	}
 	specOnce.Do(func() {
 		b, err := os.ReadFile(p)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"testing"
 )
 
 // EnvPath names an environment variable that, when set, points at the spec file.
@@ -124,4 +125,18 @@ func (s *Spec) Component(name string) (*Schema, error) {
 		return nil, fmt.Errorf("spec has no schema %q", name)
 	}
 	return c, nil
+}
+
+// EnvRequire set to 1 makes a missing spec fail the tests that need it
+// instead of skipping them; CI sets it.
+const EnvRequire = "CONVSYNC_REQUIRE_SPEC"
+
+// SkipOrFail ends a test that cannot find the spec: skipped with err, or
+// failed when EnvRequire is set.
+func SkipOrFail(t testing.TB, err error) {
+	t.Helper()
+	if os.Getenv(EnvRequire) == "1" {
+		t.Fatalf("Twilio's OpenAPI spec is required here (%s=1): %v", EnvRequire, err)
+	}
+	t.Skipf("skipping the checks against Twilio's OpenAPI spec: %v", err)
 }
