@@ -58,6 +58,7 @@ type state struct {
 	Retries     int64     `json:"retries"`
 	Throttled   int64     `json:"throttled"`
 	Skipped     int64     `json:"parents_skipped"`
+	Duplicates  int64     `json:"duplicates"`
 	Checkpoints int       `json:"checkpoints"`
 	// Rows counts the rows written per table, for progress.
 	Rows map[string]int64 `json:"rows,omitempty"`

@@ -61,7 +61,7 @@ func Export(ctx context.Context, src Source, snk Sink, cfg Config) (Summary, err
 	if cfg.Resume == nil || !cfg.Resume.crawled {
 		err = e.crawl(ctx)
 	}
-	sum := Summary{Skipped: e.skipped.list(), Duplicates: e.dupes.Load()}
+	sum := Summary{Skipped: e.skipped.list()}
 	sum.Run = e.record("export")
 	if err != nil {
 		sum.Run.Status = runs.Failed
@@ -182,6 +182,7 @@ func (e *export) state() state {
 		Fingerprint: e.cfg.Fingerprint, Started: e.started,
 		Requests: e.prior.Requests + st.Requests, Retries: e.prior.Retries + st.Retries,
 		Throttled: e.prior.Throttled + st.Throttled, Skipped: e.prior.Skipped + e.skipped.count(),
+		Duplicates: e.prior.Duplicates + e.dupes.Load(),
 		Rows: rows, Unknown: e.ws.unknownFields(e.prior.Unknown),
 	}
 }
@@ -196,7 +197,7 @@ func (e *export) record(command string) runs.Record {
 	return runs.Record{
 		RunID: e.cfg.RunID, Command: command, Version: e.cfg.Version, SnapshotDate: runs.Date(e.cfg.SnapshotDate),
 		StartedAt: e.started, EndedAt: time.Now().UTC(), Status: runs.Succeeded, PII: e.cfg.Policy.Mode,
-		Rows: st.Rows, Requests: st.Requests, Retries: st.Retries, Throttled: st.Throttled,
+		Rows: st.Rows, Requests: st.Requests, Retries: st.Retries, Throttled: st.Throttled, Duplicates: st.Duplicates,
 		ParentsSkipped: st.Skipped, Services: walked, UnknownFields: st.Unknown,
 		ConcurrencyLimit: stats.Limit, ConcurrencyPeak: stats.PeakInFlight,
 	}

@@ -129,7 +129,7 @@ func TestExportEndToEndWithFaults(t *testing.T) {
 
 	c := srv.Counters()
 	t.Logf("requests %d, 429s %d, 5xx %d, resets %d, truncations %d, repeats %d; client retries %d, duplicates dropped %d",
-		c.Requests, c.Status429, c.Status5xx, c.Resets, c.Truncations, c.Repeats, sum.Run.Retries, sum.Duplicates)
+		c.Requests, c.Status429, c.Status5xx, c.Resets, c.Truncations, c.Repeats, sum.Run.Retries, sum.Run.Duplicates)
 	for name, n := range map[string]int64{"429": c.Status429, "5xx": c.Status5xx, "reset": c.Resets, "truncation": c.Truncations, "repeat": c.Repeats} {
 		if n == 0 {
 			t.Errorf("no %s fault fired: the test did not exercise it", name)
@@ -144,8 +144,8 @@ func TestExportEndToEndWithFaults(t *testing.T) {
 	}
 	// A repeated page can still be cut off by another fault and retried,
 	// so the client sees at most as many repeats as the simulator served.
-	if sum.Duplicates == 0 || sum.Duplicates > c.Repeats {
-		t.Errorf("the simulator repeated %d rows, the export dropped %d duplicates", c.Repeats, sum.Duplicates)
+	if sum.Run.Duplicates == 0 || sum.Run.Duplicates > c.Repeats {
+		t.Errorf("the simulator repeated %d rows, the export dropped %d duplicates", c.Repeats, sum.Run.Duplicates)
 	}
 	if sum.Run.Retries == 0 || sum.Run.Throttled == 0 {
 		t.Errorf("retries %d, throttled %d although faults fired", sum.Run.Retries, sum.Run.Throttled)
@@ -164,7 +164,8 @@ func TestExportEndToEndWithFaults(t *testing.T) {
 	if svcs, _ := runs[0]["services"].([]any); len(svcs) != len(ds.Services()) {
 		t.Errorf("runs.services = %v, want the %d services walked", runs[0]["services"], len(ds.Services()))
 	}
-	if runs[0]["parents_skipped"] != deleted || runs[0]["rows_participants"] != int64(len(want["participants"])) {
+	if runs[0]["parents_skipped"] != deleted || runs[0]["rows_participants"] != int64(len(want["participants"])) ||
+		runs[0]["duplicates"] != sum.Run.Duplicates {
 		t.Errorf("runs row = %v", runs[0])
 	}
 }

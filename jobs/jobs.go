@@ -113,10 +113,6 @@ type Summary struct {
 	// while this attempt walked them (their own rows are kept; they have
 	// no child rows).
 	Skipped []string
-	// Duplicates is the number of rows dropped because their key was seen
-	// already in the same list (Twilio's cursors can repeat a row when data
-	// changes during a walk).
-	Duplicates int64
 }
 
 // startProgress calls report about once a second until the returned stop

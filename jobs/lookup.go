@@ -45,6 +45,7 @@ func Lookup(ctx context.Context, src LookupSource, snk Sink, subjects []extract.
 	ws := newWriters(schemas.Lookup, cfg.Policy, cfg.RunID, cfg.Logger)
 	w := ws.byName[t.Name]
 	found := make([]atomic.Int64, len(subjects))
+	var dupes atomic.Int64
 	k := newKeyer(t)
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -72,6 +73,7 @@ func Lookup(ctx context.Context, src LookupSource, snk Sink, subjects []extract.
 						if err == nil {
 							var objs []extract.Object
 							if objs, err = d.page(pg.Items); err == nil {
+								dupes.Add(int64(len(pg.Items) - len(objs)))
 								found[i].Add(int64(len(objs)))
 								err = w.send(wctx, item{objs: objs, pages: []*extract.Page{pg.Page}, rc: rc})
 							} else {
@@ -100,7 +102,7 @@ func Lookup(ctx context.Context, src LookupSource, snk Sink, subjects []extract.
 	sum := LookupSummary{Run: runs.Record{
 		RunID: cfg.RunID, Command: "lookup", Version: cfg.Version, SnapshotDate: runs.Date(cfg.SnapshotDate),
 		StartedAt: started, EndedAt: time.Now().UTC(), Status: runs.Succeeded, PII: cfg.Policy.Mode,
-		Rows: ws.counts(), Requests: st.Requests, Retries: st.Retries, Throttled: st.Throttled,
+		Rows: ws.counts(), Requests: st.Requests, Retries: st.Retries, Throttled: st.Throttled, Duplicates: dupes.Load(),
 		Services: services, UnknownFields: ws.unknownFields(nil), ConcurrencyLimit: st.Limit, ConcurrencyPeak: st.PeakInFlight,
 	}}
 	for i := range found {

@@ -141,7 +141,7 @@ func Open(ctx context.Context, cfg Config) (_ *Outputs, err error) {
 	date := runs.Date(cfg.SnapshotDate)
 	if cfg.DuckDB != "" {
 		if o.duck, err = duckdb.New(cfg.DuckDB, duckdb.Options{History: cfg.History, LockWait: cfg.LockWait, Logger: cfg.Logger}); err != nil {
-			return nil, fmt.Errorf("%w: --duckdb %s: %w", ErrBadOutput, cfg.DuckDB, err)
+			return nil, fmt.Errorf("%w: DuckDB file %s: %w", ErrBadOutput, cfg.DuckDB, err)
 		}
 		if err := o.duck.Check(ctx, date); err != nil {
 			if errors.Is(err, duckdb.ErrHistoryDate) || errors.Is(err, duckdb.ErrNotDuckDB) {

@@ -114,7 +114,7 @@ func (o *Outputs) prepareStaging(ctx context.Context) error {
 			o.log.Info().Str("run_id", cp.RunID).Bool("crawl_finished", cp.Finished).Msg("resuming the interrupted run")
 			return nil
 		}
-		o.log.Warn().Err(err).Msg("--resume: the interrupted run's staging cannot be resumed; starting afresh")
+		o.log.Warn().Err(err).Msg("the interrupted run's staging cannot be resumed; starting afresh")
 		if err := removeStaging(resume); err != nil {
 			return err
 		}
@@ -146,7 +146,7 @@ func (o *Outputs) findResumable(candidates []string) string {
 		}
 	}
 	if len(candidates) > 0 {
-		o.log.Info().Msg("--resume: no interrupted run of these inputs and outputs to continue; starting a full run")
+		o.log.Info().Msg("no interrupted run of these inputs and outputs to resume; starting a full run")
 	}
 	return ""
 }

@@ -26,9 +26,6 @@ import (
 	"github.com/convsync/convsync/schemas"
 )
 
-// Object is one API object as package extract decodes it.
-type Object = *fastjson.Value
-
 // Context holds the values of a row that do not come from the API object.
 type Context struct {
 	ServiceSID  string // the service the row was read from
@@ -158,9 +155,9 @@ func (b *Builder) Release() { b.rb.Release() }
 // how many appended objects held a field the table does not have.
 func (b *Builder) UnknownFields() map[string]int64 { return b.unknown }
 
-// Append adds one API object as a row. On error nothing is appended. Errors
+// Append adds one API object (as package extract decodes it) as a row. On error nothing is appended. Errors
 // name the column and the JSON type found, never the value (it may be PII).
-func (b *Builder) Append(obj Object, rc Context) error {
+func (b *Builder) Append(obj *fastjson.Value, rc Context) error {
 	o, err := obj.Object()
 	if err != nil {
 		return fmt.Errorf("%s: the row is a JSON %s, not an object", b.table.Name, obj.Type())

@@ -20,7 +20,7 @@ import (
 )
 
 // decode parses one API object as package extract hands it out.
-func decode(t testing.TB, s string) Object {
+func decode(t testing.TB, s string) *fastjson.Value {
 	t.Helper()
 	v, err := fastjson.Parse(s) // a parser of its own: the value stays valid
 	if err != nil {

@@ -162,6 +162,9 @@ func (c *common) textSummary(w io.Writer, run runs.Record, skipped []string) {
 	}
 	fmt.Fprintf(w, "  requests %s, retries %s, throttled (429) %s, deleted during the run (kept without children) %d\n",
 		fmtCount(run.Requests), fmtCount(run.Retries), fmtCount(run.Throttled), run.ParentsSkipped)
+	if run.Duplicates > 0 {
+		fmt.Fprintf(w, "  rows the API repeated within a list, dropped: %s\n", fmtCount(run.Duplicates))
+	}
 	if run.ConcurrencyLimit > 0 {
 		fmt.Fprintf(w, "  requests in flight: at most %d, limit found %d\n", run.ConcurrencyPeak, run.ConcurrencyLimit)
 	}

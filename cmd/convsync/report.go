@@ -60,6 +60,7 @@ type jsonSummary struct {
 	Requests         int64                       `json:"requests"`
 	Retries          int64                       `json:"retries"`
 	Throttled        int64                       `json:"throttled"`
+	Duplicates       int64                       `json:"duplicates"`
 	ParentsSkipped   int64                       `json:"parents_skipped"`
 	ConcurrencyLimit int                         `json:"concurrency_limit"`
 	UnknownFields    map[string]map[string]int64 `json:"unknown_fields"`
@@ -87,7 +88,7 @@ func (r *report) finish(code int, reason string) {
 	s := jsonSummary{
 		RunID: rec.RunID, Command: r.command, Status: status, ExitCode: code, SnapshotDate: rec.SnapshotDate,
 		StartedAt: rec.StartedAt, EndedAt: rec.EndedAt, DurationSeconds: rec.EndedAt.Sub(rec.StartedAt).Seconds(),
-		Rows: rec.Rows, Requests: rec.Requests, Retries: rec.Retries, Throttled: rec.Throttled,
+		Rows: rec.Rows, Requests: rec.Requests, Retries: rec.Retries, Throttled: rec.Throttled, Duplicates: rec.Duplicates,
 		ParentsSkipped: rec.ParentsSkipped, ConcurrencyLimit: rec.ConcurrencyLimit, UnknownFields: rec.UnknownFields,
 		Outputs: r.outputs, Version: version.Version(), Resumable: r.resumable, Error: reason,
 	}

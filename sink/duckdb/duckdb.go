@@ -49,6 +49,7 @@ import (
 //	    requests          BIGINT,
 //	    retries           BIGINT,
 //	    throttled         BIGINT,       -- 429 answers
+//	    duplicates        BIGINT,       -- rows dropped as repeats within a list
 //	    parents_skipped   BIGINT,
 //	    concurrency_limit INTEGER,      -- the request limit found for the account
 //	    services          VARCHAR[],    -- service SIDs walked
@@ -416,7 +417,7 @@ func ColumnComment(f arrow.Field) string {
 var runsColumns = [][2]string{
 	{"run_id", "VARCHAR PRIMARY KEY"}, {"command", "VARCHAR"}, {"version", "VARCHAR"}, {"snapshot_date", "DATE"},
 	{"started_at", "TIMESTAMPTZ"}, {"ended_at", "TIMESTAMPTZ"}, {"status", "VARCHAR"}, {"pii", "VARCHAR"},
-	{"requests", "BIGINT"}, {"retries", "BIGINT"}, {"throttled", "BIGINT"}, {"parents_skipped", "BIGINT"},
+	{"requests", "BIGINT"}, {"retries", "BIGINT"}, {"throttled", "BIGINT"}, {"duplicates", "BIGINT"}, {"parents_skipped", "BIGINT"},
 	{"concurrency_limit", "INTEGER"}, {"services", "VARCHAR[]"}, {"rows", "MAP(VARCHAR, BIGINT)"}, {"unknown_fields", "VARCHAR"},
 }
 
@@ -440,8 +441,8 @@ func upsertRun(ctx context.Context, tx *sql.Tx, run runs.Record) error {
 		return err
 	}
 	cols := []string{"run_id", "command", "version", "snapshot_date", "started_at", "ended_at", "status", "pii",
-		"requests", "retries", "throttled", "parents_skipped", "concurrency_limit", "services", "rows", "unknown_fields"}
-	vals := []string{"?", "?", "?", "?::DATE", "?::TIMESTAMPTZ", "?::TIMESTAMPTZ", "?", "?", "?", "?", "?", "?", "?",
+		"requests", "retries", "throttled", "duplicates", "parents_skipped", "concurrency_limit", "services", "rows", "unknown_fields"}
+	vals := []string{"?", "?", "?", "?::DATE", "?::TIMESTAMPTZ", "?::TIMESTAMPTZ", "?", "?", "?", "?", "?", "?", "?", "?",
 		stringList(run.Services), rowsMap(run.Rows, tables), "?"}
 	for _, t := range tables {
 		col := quoteIdent("rows_" + t)
@@ -457,7 +458,7 @@ func upsertRun(ctx context.Context, tx *sql.Tx, run runs.Record) error {
 	insert := fmt.Sprintf("INSERT OR REPLACE INTO runs (%s) VALUES (%s)", strings.Join(cols, ", "), strings.Join(vals, ", "))
 	_, err = tx.ExecContext(ctx, insert,
 		run.RunID, nullString(run.Command), nullString(run.Version), run.SnapshotDate, timestampTZ(run.StartedAt), timestampTZ(run.EndedAt),
-		nullString(run.Status), nullString(run.PII), run.Requests, run.Retries, run.Throttled, run.ParentsSkipped,
+		nullString(run.Status), nullString(run.PII), run.Requests, run.Retries, run.Throttled, run.Duplicates, run.ParentsSkipped,
 		run.ConcurrencyLimit, string(unknown))
 	return err
 }

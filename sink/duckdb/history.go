@@ -66,7 +66,7 @@ func historyStatements(tables []schemas.Table, runID, date string) []string {
 			fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s AS SELECT %s AS snapshot_date, * FROM %s LIMIT 0", snaps, d, name),
 			fmt.Sprintf("DELETE FROM %s WHERE snapshot_date = %s", snaps, d),
 			fmt.Sprintf("INSERT INTO %s BY NAME SELECT %s AS snapshot_date, * FROM %s", snaps, d, name),
-			fmt.Sprintf("COMMENT ON TABLE %s IS %s", snaps, quoteLiteral("every snapshot of "+t.Name+" kept by convsync export --history")),
+			fmt.Sprintf("COMMENT ON TABLE %s IS %s", snaps, quoteLiteral("every snapshot of "+t.Name+" kept by convsync (the history of its exports)")),
 		)
 		if h := t.HistoryName(); h != "" {
 			tracked, _ := t.History()

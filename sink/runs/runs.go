@@ -37,6 +37,10 @@ type Record struct {
 	Requests  int64 `json:"requests"`
 	Retries   int64 `json:"retries"`
 	Throttled int64 `json:"throttled"`
+	// Duplicates counts the rows dropped because their key was already
+	// seen in the same list (Twilio's cursors repeat a row when data
+	// changes during a walk).
+	Duplicates int64 `json:"duplicates"`
 	// ParentsSkipped counts services, users and conversations found deleted
 	// while the run walked them (their rows kept, without child rows).
 	ParentsSkipped int64 `json:"parents_skipped"`
