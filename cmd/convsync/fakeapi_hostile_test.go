@@ -66,15 +66,10 @@ func startFakeAPICmd(t *testing.T, args ...string) fakeAPIProc {
 		}
 	})
 	re := regexp.MustCompile(`base URL: (\S+)\nexport TWILIO_ACCOUNT_SID=(\S+) TWILIO_AUTH_TOKEN=(\S+)`)
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	go func() { err := <-done; out.close(); done <- err }() // a fakeapi that ends stops the wait
+	if out.waitFor(t, "then:", 1) {
 		if m := re.FindStringSubmatch(out.String()); m != nil {
 			return fakeAPIProc{base: m[1], user: m[2], pass: m[3], out: out}
-		}
-		select {
-		case err := <-done:
-			done <- err
-			t.Fatalf("fakeapi %v ended: %v\n%s", args, err, out.String())
-		default:
 		}
 	}
 	t.Fatalf("fakeapi %v printed no base URL:\n%s", args, out.String())

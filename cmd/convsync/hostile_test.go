@@ -59,9 +59,6 @@ func TestHostileServers(t *testing.T) {
 			if last := p.lastLine(); !strings.HasPrefix(last, "convsync: ") || !strings.Contains(last, c.reason) {
 				t.Errorf("last line %q does not say %q", last, c.reason)
 			}
-			if p.took > 60*time.Second {
-				t.Errorf("took %s to give up", p.took)
-			}
 			if rss > 1<<30 {
 				t.Errorf("peak RSS %d MiB, over 1 GiB", rss>>20)
 			}

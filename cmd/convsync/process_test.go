@@ -104,6 +104,8 @@ func startProc(t *testing.T, env []string, args ...string) *proc {
 		default:
 			p.code = -1
 		}
+		p.stdout.close()
+		p.stderr.close()
 		close(p.done)
 	}()
 	t.Cleanup(func() {
@@ -193,23 +195,22 @@ func TestOverlappingRunsOnOneOutput(t *testing.T) {
 	n := startNight(t, 11, fakeapi.Faults{Latency: 20 * time.Millisecond})
 	o := newOuts(t)
 	first := startProc(t, n.env(), o.exportArgs(n, "--concurrency", "4")...)
-	// Wait until the first run holds its outputs (its staging exists).
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if m, _ := filepath.Glob(filepath.Join(o.pq, ".convsync", "staging-*")); len(m) > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the first run never started staging")
-		}
-		time.Sleep(10 * time.Millisecond)
+	// The first run holds its outputs once it says it started.
+	if !first.stderr.waitFor(t, `"message":"export started"`, 1) {
+		t.Fatalf("the first run ended before it started: %s", first.lastLine())
 	}
 	for _, args := range [][]string{o.exportArgs(n), {"lookup", "--base-url", n.srv.URL(), "--duckdb", o.db, "--identity", "x", "--progress", "off"}} {
 		second := runProc(t, n.env(), args...)
 		if second.code != exitBusy {
 			t.Errorf("%s while another run holds the outputs: exit %d, want %d; %s", args[0], second.code, exitBusy, second.lastLine())
 		}
-		if second.took > 5*time.Second {
-			t.Errorf("the refusal took %s", second.took)
+		select {
+		case <-first.done:
+			t.Errorf("the first run ended before the refused %s did: the refusal was not at once", args[0])
+		default:
+		}
+		if s := summaryOf(t, second.stdout.String()); s.Requests != 0 {
+			t.Errorf("the refused %s sent %d requests", args[0], s.Requests)
 		}
 		if last := second.lastLine(); !strings.Contains(last, "busy") || !(strings.Contains(last, o.db) || strings.Contains(last, o.pq)) {
 			t.Errorf("the refusal does not name the busy output: %q", last)
@@ -372,12 +373,13 @@ func TestCatchableSignalsEndCleanly(t *testing.T) {
 	if p := runProc(t, old.env(), o.exportArgs(old)...); p.code != 0 {
 		t.Fatalf("the good run: exit %d: %s", p.code, p.lastLine())
 	}
+	before := o.outputHashes(t)
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT} {
 		t.Run(sig.String(), func(t *testing.T) {
-			slow.srv.ResetCounters()
-			p := startProc(t, slow.env(), o.exportArgs(slow, "--concurrency", "2")...)
-			for deadline := time.Now().Add(10 * time.Second); slow.srv.Counters().Requests < 10 && time.Now().Before(deadline); {
-				time.Sleep(5 * time.Millisecond)
+			p := startProc(t, slow.env(), o.exportArgs(slow, "--concurrency", "2", "--log-level", "debug")...)
+			// Well under way: ten requests answered.
+			if !p.stderr.waitFor(t, `"message":"twilio request"`, 10) {
+				t.Fatalf("the run ended early: %s", p.lastLine())
 			}
 			p.cmd.Process.Signal(sig)
 			if code := p.wait(t); code != 128+int(sig) {
@@ -389,7 +391,60 @@ func TestCatchableSignalsEndCleanly(t *testing.T) {
 			if state := o.nightOf(t, old, slow); !all(state, 0) {
 				t.Errorf("outputs changed by the interrupted run: %v", state)
 			}
+			if after := o.outputHashes(t); !equalMaps(before, after) {
+				t.Errorf("the interrupted run changed bytes of the outputs")
+			}
 		})
+	}
+}
+
+// outputHashes hashes the outputs proper: the DuckDB file and every file
+// of the Parquet root but convsync's control folder.
+func (o outs) outputHashes(t *testing.T) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for p, h := range hashTree(t, o.dir) {
+		if !strings.Contains(p, ".convsync") {
+			out[p] = h
+		}
+	}
+	return out
+}
+
+// TestResumeAfterSIGTERM: an export stopped by SIGTERM after a few
+// checkpoints exits 143 saying it can be resumed; `export --resume` then
+// sends exactly the requests the checkpoint left to do and leaves both
+// outputs holding the dataset.
+func TestResumeAfterSIGTERM(t *testing.T) {
+	n := startNight(t, 111, fakeapi.Faults{Latency: 10 * time.Millisecond})
+	o := newOuts(t)
+	args := o.exportArgs(n, "--concurrency", "2", "--checkpoint", "300ms")
+	p := startProc(t, n.env(), append(args, "--log-level", "debug")...)
+	if !p.stderr.waitFor(t, `"message":"checkpoint taken"`, 3) {
+		t.Fatalf("the run ended before three checkpoints: %s", p.lastLine())
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if code := p.wait(t); code != 143 || !strings.Contains(p.lastLine(), "--resume") {
+		t.Fatalf("exit %d, %q; want 143 saying --resume continues it", code, p.lastLine())
+	}
+	cp := findCheckpoint(o.pq)
+	if cp == nil {
+		t.Fatal("no checkpoint kept")
+	}
+	left := testkit.DoneFrom(t, cp)
+	r := runProc(t, n.env(), append(args, "--resume")...)
+	if r.code != 0 {
+		t.Fatalf("--resume: exit %d: %s", r.code, r.lastLine())
+	}
+	s := summaryOf(t, r.stdout.String())
+	if want := testkit.Requests(n.ds, n.srv, left); s.Requests-left.Requests != want {
+		t.Errorf("the resumed run sent %d requests; the checkpoint left exactly %d", s.Requests-left.Requests, want)
+	}
+	if state := o.nightOf(t, n); !all(state, 0) {
+		t.Errorf("after --resume: %v", state)
+	}
+	if cp := findCheckpoint(o.pq); cp != nil {
+		t.Error("a checkpoint is left after the resumed run published")
 	}
 }
 

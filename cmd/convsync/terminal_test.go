@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"io"
 	"os/exec"
 	"path/filepath"
@@ -25,11 +24,16 @@ var ansi = regexp.MustCompile(`\x1b\[[0-9;]*[A-Za-z]`)
 // partial lines), and the line shows the request limit and the 429s.
 func TestProgressFitsTheTerminal(t *testing.T) {
 	n := startNight(t, 101, fakeapi.Faults{Latency: 15 * time.Millisecond, MaxInFlight: 6})
+	slow := startNight(t, 102, fakeapi.Faults{Latency: 40 * time.Millisecond, MaxInFlight: 4})
 	for _, tc := range []struct {
 		name         string
 		cols, resize int
 	}{{"60", 60, 0}, {"80", 80, 0}, {"120", 120, 0}, {"120 to 60", 120, 60}} {
 		t.Run(tc.name, func(t *testing.T) {
+			n := n
+			if tc.resize > 0 {
+				n = slow // long enough to draw several lines after the resize
+			}
 			o := newOuts(t)
 			cmd := exec.Command(binPath, "export", "--base-url", n.srv.URL(), "--duckdb", o.db, "--parquet", o.pq, "--concurrency", "16")
 			cmd.Env = append(n.env(), "PATH=/usr/bin:/bin", "TERM=xterm", "HOME="+t.TempDir())
@@ -38,12 +42,14 @@ func TestProgressFitsTheTerminal(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer f.Close()
-			var out bytes.Buffer
+			var out syncBuffer
 			read := make(chan struct{})
-			go func() { io.Copy(&out, f); close(read) }()
-			width := tc.cols
+			go func() { io.Copy(&out, f); out.close(); close(read) }()
+			width, drawnBefore := tc.cols, 0
 			if tc.resize > 0 {
-				time.Sleep(1500 * time.Millisecond)
+				// Resized once the live line has been drawn twice.
+				out.waitFor(t, " req ", 2)
+				drawnBefore = strings.Count(out.String(), " req ")
 				pty.Setsize(f, &pty.Winsize{Cols: uint16(tc.resize), Rows: 24})
 				width = tc.resize
 			}
@@ -66,8 +72,18 @@ func TestProgressFitsTheTerminal(t *testing.T) {
 				}
 			}
 			last := live[len(live)-1]
-			if utf8.RuneCountInString(last) > width-1 {
-				t.Errorf("the last live line (%d columns) does not fit the resized terminal of %d: %q", utf8.RuneCountInString(last), width, last)
+			if tc.resize > 0 {
+				// The lines drawn after the resize (but the first, which may
+				// come before the signal) fit the new width.
+				after := live[min(drawnBefore+1, len(live)):]
+				if len(after) == 0 {
+					t.Fatalf("no live line drawn after the resize (%d before it, %d in all)", drawnBefore, len(live))
+				}
+				for _, l := range after {
+					if utf8.RuneCountInString(l) > width-1 {
+						t.Errorf("a live line of %d columns after the resize to %d: %q", utf8.RuneCountInString(l), width, l)
+					}
+				}
 			}
 			if !strings.Contains(last, "limit ") || !strings.Contains(last, "429s ") {
 				t.Errorf("the live line lacks the request limit or the 429s: %q", last)
