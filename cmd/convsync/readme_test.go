@@ -108,7 +108,8 @@ func TestREADMEListsEveryColumn(t *testing.T) {
 		t.Fatal(err)
 	}
 	doc := string(buf)
-	for _, tab := range append(append([]schemas.Table{}, schemas.Export...), schemas.Lookup...) {
+	duckType := map[string]string{"utf8": "VARCHAR", "int64": "BIGINT", "bool": "BOOLEAN", "timestamp": "TIMESTAMPTZ"}
+	for _, tab := range schemas.All {
 		i := strings.Index(doc, "#### "+tab.Name+"\n")
 		if i < 0 {
 			t.Errorf("README has no section for table %s", tab.Name)
@@ -118,20 +119,44 @@ func TestREADMEListsEveryColumn(t *testing.T) {
 		if j := strings.Index(section, "\n#"); j >= 0 {
 			section = section[:j]
 		}
-		for _, f := range tab.Schema.Fields() {
-			var line string
-			for _, l := range strings.Split(section, "\n") {
-				if strings.HasPrefix(l, "| "+f.Name+" |") {
-					line = l
-				}
+		if want := "Key: (" + strings.Join(tab.Key(), ", ") + ")"; !strings.Contains(section, want) {
+			t.Errorf("README table %s does not say %q", tab.Name, want)
+		}
+		// Each row: | column | type | PII | note |, cell by cell.
+		rows := map[string][]string{}
+		for _, l := range strings.Split(section, "\n") {
+			if !strings.HasPrefix(l, "| ") || strings.HasPrefix(l, "| column ") || strings.HasPrefix(l, "|---") {
+				continue
 			}
-			if line == "" {
+			cells := strings.Split(strings.Trim(l, "|"), "|")
+			for k := range cells {
+				cells[k] = strings.TrimSpace(cells[k])
+			}
+			if len(cells) != 4 {
+				t.Errorf("README table %s: a row without 4 cells: %s", tab.Name, l)
+				continue
+			}
+			rows[cells[0]] = cells
+		}
+		for _, f := range tab.Schema.Fields() {
+			cells, ok := rows[f.Name]
+			if !ok {
 				t.Errorf("README table %s does not list column %s", tab.Name, f.Name)
 				continue
 			}
-			if pii := schemas.Meta(f, schemas.MetaPII); !strings.Contains(line, "| "+pii+" |") {
-				t.Errorf("README table %s column %s: PII class should read %q: %s", tab.Name, f.Name, pii, line)
+			delete(rows, f.Name)
+			if typ := duckType[f.Type.Name()]; cells[1] != typ {
+				t.Errorf("README table %s column %s: type %q, want %q", tab.Name, f.Name, cells[1], typ)
 			}
+			if pii := schemas.Meta(f, schemas.MetaPII); cells[2] != pii {
+				t.Errorf("README table %s column %s: PII class %q, want %q", tab.Name, f.Name, cells[2], pii)
+			}
+			if note := schemas.Meta(f, schemas.MetaComment); note != "" && !strings.Contains(cells[3], note) {
+				t.Errorf("README table %s column %s: note %q does not say %q", tab.Name, f.Name, cells[3], note)
+			}
+		}
+		for name := range rows {
+			t.Errorf("README table %s lists a column %s the table does not have", tab.Name, name)
 		}
 	}
 }
