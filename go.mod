@@ -77,7 +77,10 @@ require (
 	google.golang.org/genproto/googleapis/api v0.0.0-20260904194346-d0f1323225a4 // indirect
 )
 
-require github.com/valyala/fastjson v1.6.10
+require (
+	github.com/BurntSushi/toml v1.6.0
+	github.com/valyala/fastjson v1.6.10
+)
 
 require (
 	github.com/JohnCGriffin/overflow v0.0.0-20211019200055-46fa312c352c // indirect
