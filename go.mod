@@ -80,6 +80,7 @@ require (
 require (
 	github.com/BurntSushi/toml v1.6.0
 	github.com/valyala/fastjson v1.6.10
+	go.yaml.in/yaml/v3 v3.0.5
 )
 
 require (
