@@ -99,6 +99,7 @@ var otherEnv = map[string]bool{
 	faultpoint.EnvVar:          true, // CONVSYNC_TEST_FAULT: fault injection of the tests
 	"CONVSYNC_TWILIO_OAI":      true, // the tests' path to Twilio's OpenAPI spec (internal/oaispec)
 	"CONVSYNC_REQUIRE_STORAGE": true, // CI: fail instead of skipping the bucket tests (internal/storagetest)
+	"CONVSYNC_REQUIRE_SPEC":    true, // CI: fail instead of skipping the spec tests
 	"CONVSYNC_TESTBIN":         true, // the storage servers' install folder (internal/storagetest)
 	"CONVSYNC_HOLD_DUCKDB":     true, // a helper process of the tests that holds a DuckDB file open
 }
