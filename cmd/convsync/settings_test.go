@@ -304,8 +304,8 @@ func TestConfigFileRefusals(t *testing.T) {
 				t.Fatalf("exit %d, want 2: %s", r.code, r.stderr)
 			}
 			last := r.lastStderrLine()
-			if strings.Count(strings.TrimRight(r.stderr, "\n"), "\n") != 0 {
-				t.Errorf("stderr is not one line: %q", r.stderr)
+			if n := strings.Count("\n"+r.stderr, "\nconvsync: "); n != 1 {
+				t.Errorf("%d reasons on stderr, want one: %q", n, r.stderr)
 			}
 			if !strings.HasPrefix(last, "convsync: config file "+path+": ") {
 				t.Errorf("last stderr line %q does not name the config file", last)
