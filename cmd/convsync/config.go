@@ -186,8 +186,20 @@ func newRunID(now time.Time) string {
 }
 
 // parseFlags parses args into fs, turning -h into errHelp and flag errors
-// into usage errors.
+// into usage errors, then gives the flags the command line left unset
+// their values from the environment (CONVSYNC_<FLAG>) or the config file
+// (--config FILE, added to fs): see settings.go.
 func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) error {
+	registerConfigFlag(fs)
+	if err := parseArgs(fs, args, stderr); err != nil {
+		return err
+	}
+	return applySettings(fs, stderr)
+}
+
+// parseArgs parses the command line alone into fs, as parseFlags does;
+// for fakeapi, whose flags have no settings.
+func parseArgs(fs *flag.FlagSet, args []string, stderr io.Writer) error {
 	// The flag package's own messages are silenced: a bad flag gets one
 	// line (from run), -h the list of flags.
 	fs.SetOutput(io.Discard)

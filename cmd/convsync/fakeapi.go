@@ -76,7 +76,7 @@ func runFakeAPI(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.BoolVar(&h.EchoAuthorization, "hostile-echo-authorization", false, "error messages echo the request's Authorization header and Basic credentials")
 	fs.BoolVar(&h.HugeRetryAfter, "hostile-huge-retry-after", false, "every 429 carries Retry-After: 3600")
 	fs.IntVar(&h.TooLongList, "hostile-too-long-list", 0, "list this many `rows` for each service's large conversation and busy user (above 1000: beyond Twilio's maxima; 0: off)")
-	if err := parseFlags(fs, args, stderr); err != nil {
+	if err := parseArgs(fs, args, stderr); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

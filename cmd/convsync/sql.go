@@ -108,6 +108,7 @@ func parseSQLFlags(args []string, stderr io.Writer) (sqlFlags, error) {
 	flags.StringVar(&f.DuckDB, "duckdb", "", "query this DuckDB database `file`, opened read-only (default convsync.duckdb unless --parquet is given)")
 	flags.StringVar(&f.Parquet, "parquet", "", "query the Parquet datasets under `dir`: DIR/<table>/ is the view <table>, DIR/_runs/*.json the view runs")
 	flags.StringVar(&f.Format, "format", "table", "output `format`: table (aligned columns, for people), csv (RFC 4180 with a header row) or json (one object a line)")
+	registerConfigFlag(flags)
 	var pos []string
 	rest := args
 	for {
@@ -133,6 +134,11 @@ func parseSQLFlags(args []string, stderr io.Writer) (sqlFlags, error) {
 		}
 		pos = append(pos, rest[0])
 		rest = rest[1:]
+	}
+	// One output is read: the environment or a config file written for
+	// export may give both.
+	if err := applySettings(flags, stderr, []string{"duckdb", "parquet"}); err != nil {
+		return f, err
 	}
 	switch {
 	case len(pos) == 0:
