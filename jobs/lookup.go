@@ -37,23 +37,18 @@ type LookupSummary struct {
 // once.
 func Lookup(ctx context.Context, src LookupSource, snk Sink, subjects []extract.Subject, cfg Config) (LookupSummary, error) {
 	cfg.defaults()
-	started := time.Now().UTC()
 	if len(subjects) == 0 {
 		return LookupSummary{}, errors.New("lookup: no subjects given")
 	}
-	t := schemas.ParticipantConversations
-	ws := newWriters(schemas.Lookup, cfg.Policy, cfg.RunID, cfg.Logger)
-	w := ws.byName[t.Name]
-	found := make([]atomic.Int64, len(subjects))
-	var dupes atomic.Int64
-	k := newKeyer(t)
+	l := &lookup{src: src, cfg: cfg, started: time.Now().UTC(), found: make([]atomic.Int64, len(subjects)),
+		ws: newWriters(schemas.Lookup, cfg.Policy, cfg.RunID, cfg.Logger), keyer: newKeyer(schemas.ParticipantConversations)}
+	w := l.ws.byName[schemas.ParticipantConversations.Name]
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return w.run(gctx, snk, cfg.Allocator, cfg.BatchRows) })
 	stopProgress := startProgress(gctx, cfg.Progress, func() Progress {
-		return Progress{Elapsed: time.Since(started), Rows: ws.counts(), Stats: src.Stats()}
+		return Progress{Elapsed: time.Since(l.started), Rows: l.ws.counts(), Stats: src.Stats()}
 	})
-
 	var services []string // written by the lookup goroutine, read after Wait
 	g.Go(func() error {
 		var err error
@@ -63,50 +58,22 @@ func Lookup(ctx context.Context, src LookupSource, snk Sink, subjects []extract.
 		work, wctx := errgroup.WithContext(gctx)
 		work.SetLimit(cfg.Workers)
 		for i, subj := range subjects {
-			rc := transform.Context{SubjectKind: subj.Kind(), Subject: subj.Value()}
 			for _, svc := range services {
-				work.Go(func() error {
-					rc := rc
-					rc.ServiceSID = svc
-					d := newDedup(k, false, nil)
-					for pg, err := range src.ParticipantConversations(wctx, svc, subj) {
-						if err == nil {
-							var objs []extract.Object
-							if objs, err = d.page(pg.Items); err == nil {
-								dupes.Add(int64(len(pg.Items) - len(objs)))
-								found[i].Add(int64(len(objs)))
-								err = w.send(wctx, item{objs: objs, pages: []*extract.Page{pg.Page}, rc: rc})
-							} else {
-								pg.Release()
-							}
-						}
-						if err != nil {
-							// The error names the subject by number only: its value may be PII.
-							return fmt.Errorf("look up subject %d (%s) in service %s: %w", i+1, subj.Kind(), svc, err)
-						}
-					}
-					return nil
-				})
+				work.Go(func() error { return l.one(wctx, w, i, subj, svc) })
 			}
 		}
 		if err := work.Wait(); err != nil {
 			return err
 		}
-		ws.closeAll()
+		l.ws.closeAll()
 		return nil
 	})
 	err := g.Wait()
 	stopProgress()
 
-	st := src.Stats()
-	sum := LookupSummary{Run: runs.Record{
-		RunID: cfg.RunID, Command: "lookup", Version: cfg.Version, SnapshotDate: runs.Date(cfg.SnapshotDate),
-		StartedAt: started, EndedAt: time.Now().UTC(), Status: runs.Succeeded, PII: cfg.Policy.Mode,
-		Rows: ws.counts(), Requests: st.Requests, Retries: st.Retries, Throttled: st.Throttled, Duplicates: dupes.Load(),
-		Services: services, UnknownFields: ws.unknownFields(nil), ConcurrencyLimit: st.Limit, ConcurrencyPeak: st.PeakInFlight,
-	}}
-	for i := range found {
-		if found[i].Load() == 0 {
+	sum := LookupSummary{Run: l.record(services)}
+	for i := range l.found {
+		if l.found[i].Load() == 0 {
 			sum.NotFound = append(sum.NotFound, i)
 		}
 	}
@@ -121,9 +88,55 @@ func Lookup(ctx context.Context, src LookupSource, snk Sink, subjects []extract.
 		return sum, err
 	}
 	if cfg.Progress != nil {
-		cfg.Progress(Progress{Elapsed: time.Since(started), Rows: run.Rows, Stats: src.Stats(), Done: true})
+		cfg.Progress(Progress{Elapsed: time.Since(l.started), Rows: run.Rows, Stats: src.Stats(), Done: true})
 	}
 	return sum, nil
+}
+
+// lookup is one lookup run in flight.
+type lookup struct {
+	src     LookupSource
+	cfg     Config
+	started time.Time
+	ws      *writers
+	keyer   keyer
+	found   []atomic.Int64 // rows found per subject
+	dupes   atomic.Int64
+}
+
+// one looks subject i up in one service, queueing its rows for w.
+func (l *lookup) one(ctx context.Context, w *tableWriter, i int, subj extract.Subject, svc string) error {
+	rc := transform.Context{ServiceSID: svc, SubjectKind: subj.Kind(), Subject: subj.Value()}
+	d := newDedup(l.keyer, false, nil)
+	for pg, err := range l.src.ParticipantConversations(ctx, svc, subj) {
+		var objs []extract.Object
+		if err == nil {
+			if objs, err = d.page(pg.Items); err != nil {
+				pg.Release()
+			}
+		}
+		if err == nil {
+			l.dupes.Add(int64(len(pg.Items) - len(objs)))
+			l.found[i].Add(int64(len(objs)))
+			err = w.send(ctx, item{objs: objs, pages: []*extract.Page{pg.Page}, rc: rc})
+		}
+		if err != nil {
+			// The error names the subject by number only: its value may be PII.
+			return fmt.Errorf("look up subject %d (%s) in service %s: %w", i+1, subj.Kind(), svc, err)
+		}
+	}
+	return nil
+}
+
+// record is the lookup's run record.
+func (l *lookup) record(services []string) runs.Record {
+	st := l.src.Stats()
+	return runs.Record{
+		RunID: l.cfg.RunID, Command: "lookup", Version: l.cfg.Version, SnapshotDate: runs.Date(l.cfg.SnapshotDate),
+		StartedAt: l.started, EndedAt: time.Now().UTC(), Status: runs.Succeeded, PII: l.cfg.Policy.Mode,
+		Rows: l.ws.counts(), Requests: st.Requests, Retries: st.Retries, Throttled: st.Throttled, Duplicates: l.dupes.Load(),
+		Services: services, UnknownFields: l.ws.unknownFields(nil), ConcurrencyLimit: st.Limit, ConcurrencyPeak: st.PeakInFlight,
+	}
 }
 
 // lookupServices returns the SIDs of the services to search: all the

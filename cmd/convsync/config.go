@@ -73,12 +73,23 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.MetricsFile, "metrics-file", "", "write the run's figures to `path` in Prometheus text format (node_exporter's textfile collector)")
 }
 
-// Validate checks the flags and the environment they depend on, before
-// anything is fetched or written.
-func (c *common) Validate(getenv func(string) string) error {
+// defaults fills in what the flags leave to convsync: the DuckDB file
+// when no output is given, today's date.
+func (c *common) defaults() {
 	if c.DuckDB == "" && c.Parquet == "" {
 		c.DuckDB = defaultDuckDB
 	}
+	if c.SnapshotDate == "" {
+		c.SnapshotDate = time.Now().UTC().Format(time.DateOnly)
+	}
+}
+
+// Validate fills in the defaults, then checks the flags and the
+// environment they depend on, before anything is fetched or written, and
+// keeps what it parsed (the date, the services, the PII policy, the log
+// level).
+func (c *common) Validate(getenv func(string) string) error {
+	c.defaults()
 	if c.Demo && c.BaseURL != extract.DefaultBaseURL {
 		return usageError("--demo serves its own simulated API: it cannot be combined with --base-url %s", c.BaseURL)
 	}
@@ -87,14 +98,9 @@ func (c *common) Validate(getenv func(string) string) error {
 			return usageError("--base-url %q: %v", c.BaseURL, err)
 		}
 	}
-	if c.SnapshotDate == "" {
-		c.snapshot = time.Now().UTC().Truncate(24 * time.Hour)
-	} else {
-		t, err := time.Parse(time.DateOnly, c.SnapshotDate)
-		if err != nil {
-			return usageError("--snapshot-date %q is not a date like 2026-01-31", c.SnapshotDate)
-		}
-		c.snapshot = t
+	snapshot, err := time.Parse(time.DateOnly, c.SnapshotDate)
+	if err != nil {
+		return usageError("--snapshot-date %q is not a date like 2026-01-31", c.SnapshotDate)
 	}
 	if c.Concurrency < 1 || c.Concurrency > extract.MaxConcurrency {
 		return usageError("--concurrency %d is out of range 1..%d", c.Concurrency, extract.MaxConcurrency)
@@ -108,6 +114,7 @@ func (c *common) Validate(getenv func(string) string) error {
 	if c.LockWait < 0 {
 		return usageError("--lock-wait must not be negative")
 	}
+	var services []string
 	for _, s := range strings.Split(c.Services, ",") {
 		s = strings.TrimSpace(s)
 		if s == "" {
@@ -116,23 +123,22 @@ func (c *common) Validate(getenv func(string) string) error {
 		if !isSID(s, "IS") {
 			return usageError("--services: %q is not a service SID (IS followed by 32 hex digits)", s)
 		}
-		c.services = append(c.services, s)
+		services = append(services, s)
 	}
-	c.policy = transform.Policy{Mode: c.PII}
+	policy := transform.Policy{Mode: c.PII}
 	if c.PII == transform.PIIHash {
-		c.policy.Key = []byte(getenv(transform.PIIKeyEnv))
+		policy.Key = []byte(getenv(transform.PIIKeyEnv))
 	}
-	if err := c.policy.Validate(); err != nil {
+	if err := policy.Validate(); err != nil {
 		if errors.Is(err, transform.ErrNoPIIKey) {
 			return usageError("--pii hash needs a key in %s", transform.PIIKeyEnv)
 		}
 		return usageError("--pii: %v", err)
 	}
-	lvl, err := zerolog.ParseLevel(c.LogLevel)
+	level, err := zerolog.ParseLevel(c.LogLevel)
 	if err != nil || c.LogLevel == "" {
 		return usageError("--log-level %q is not one of debug, info, warn, error", c.LogLevel)
 	}
-	c.level = lvl
 	switch c.Progress {
 	case "auto", "on", "off":
 	default:
@@ -143,6 +149,7 @@ func (c *common) Validate(getenv func(string) string) error {
 	default:
 		return usageError("--summary %q is not json or text", c.Summary)
 	}
+	c.snapshot, c.services, c.policy, c.level = snapshot, services, policy, level
 	return nil
 }
 
