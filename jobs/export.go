@@ -183,7 +183,7 @@ func (e *export) state() state {
 		Requests: e.prior.Requests + st.Requests, Retries: e.prior.Retries + st.Retries,
 		Throttled: e.prior.Throttled + st.Throttled, Skipped: e.prior.Skipped + e.skipped.count(),
 		Duplicates: e.prior.Duplicates + e.dupes.Load(),
-		Rows: rows, Unknown: e.ws.unknownFields(e.prior.Unknown),
+		Rows:       rows, Unknown: e.ws.unknownFields(e.prior.Unknown),
 	}
 }
 
