@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/valyala/fastjson"
 
+	"github.com/convsync/convsync/internal/testkit"
 	"github.com/convsync/convsync/schemas"
 	"github.com/convsync/convsync/sink"
 	"github.com/convsync/convsync/sink/duckdb"
@@ -140,12 +142,12 @@ func TestParticipantsHistory(t *testing.T) {
 
 	// An earlier date than the last is refused before anything is written,
 	// and the refusal changes nothing.
-	before := hashTree(t, filepath.Dir(path))
+	before := testkit.HashTree(t, filepath.Dir(path), isLock)
 	err = publishParticipants(t, path, "2026-01-02", nil)
 	if !errors.Is(err, duckdb.ErrHistoryDate) || !errors.Is(err, sink.ErrBadOutput) {
 		t.Errorf("a run of an earlier date: %v, want ErrHistoryDate as a bad output", err)
 	}
-	if after := hashTree(t, filepath.Dir(path)); !equal(before, after) {
+	if after := testkit.HashTree(t, filepath.Dir(path), isLock); !maps.Equal(before, after) {
 		t.Error("the refused run changed the database folder")
 	}
 }

@@ -3,13 +3,12 @@ package sink_test
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +21,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/convsync/convsync/internal/faultpoint"
+	"github.com/convsync/convsync/internal/testkit"
 	"github.com/convsync/convsync/schemas"
 	"github.com/convsync/convsync/sink"
 	"github.com/convsync/convsync/sink/internal/sinktest"
@@ -262,7 +262,7 @@ func TestSecondRunIsBusy(t *testing.T) {
 		t.Fatal(err)
 	}
 	staging := first.Staging()
-	before := hashTree(t, o.root)
+	before := testkit.HashTree(t, o.root, isLock)
 	for _, cfg := range []sink.Config{o.config("run2", day1, tables), {DuckDB: o.db, Command: "lookup", RunID: "run3", SnapshotDate: day1, Tables: schemas.Lookup}} {
 		_, err := sink.Open(context.Background(), cfg)
 		if !errors.Is(err, sink.ErrBusy) {
@@ -272,7 +272,7 @@ func TestSecondRunIsBusy(t *testing.T) {
 			t.Errorf("the refusal does not name the output and its holder: %v", err)
 		}
 	}
-	if after := hashTree(t, o.root); !equal(before, after) {
+	if after := testkit.HashTree(t, o.root, isLock); !maps.Equal(before, after) {
 		t.Errorf("the refused runs changed files:\nbefore %v\nafter  %v", before, after)
 	}
 	if _, err := os.Stat(staging); err != nil {
@@ -308,7 +308,7 @@ func TestBadOutputsRefusedFirst(t *testing.T) {
 		{"parquet root is a file", "", text, text, "is a file"},
 		{"parquet root's parent missing", "", filepath.Join(dir, "a", "b"), "a", "does not exist"},
 	}
-	before := hashTree(t, dir)
+	before := testkit.HashTree(t, dir, isLock)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := sink.Open(context.Background(), sink.Config{DuckDB: tc.duckdb, Parquet: tc.pq, Command: "export", RunID: "r",
@@ -318,7 +318,7 @@ func TestBadOutputsRefusedFirst(t *testing.T) {
 			}
 		})
 	}
-	if after := hashTree(t, dir); !equal(before, after) {
+	if after := testkit.HashTree(t, dir, isLock); !maps.Equal(before, after) {
 		t.Errorf("refused outputs changed files: %v", after)
 	}
 }
@@ -470,39 +470,12 @@ func TestPublishFaults(t *testing.T) {
 	}
 }
 
-func hashTree(t *testing.T, root string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || d.Name() == "lock" {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		sum := sha256.Sum256(b)
-		out[p] = hex.EncodeToString(sum[:])
-		return nil
-	})
-	return out
-}
-
-func equal(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
-}
-
 var _ = json.Marshal
 
 // writerFunc is an io.Writer of a function.
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// isLock names the lock files, which a run leaves in place, unchanged.
+func isLock(p string) bool { return filepath.Base(p) == "lock" }

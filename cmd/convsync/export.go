@@ -16,7 +16,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/convsync/convsync/internal/version"
 	"github.com/convsync/convsync/jobs"
 	"github.com/convsync/convsync/schemas"
 	"github.com/convsync/convsync/sink"
@@ -80,17 +79,8 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer, rep
 	defer outs.Close()
 	watchPublish(outs.Decided)
 
-	cfg := jobs.Config{
-		RunID:        outs.RunID(),
-		SnapshotDate: f.snapshot,
-		Version:      version.Version(),
-		Workers:      f.Concurrency,
-		Services:     f.services,
-		Policy:       f.policy,
-		Logger:       log,
-		Progress:     prog.update,
-		Fingerprint:  fp,
-	}
+	cfg := f.jobsConfig(outs, log, prog)
+	cfg.Fingerprint = fp
 	if f.Checkpoint > 0 {
 		s := jobs.DefaultSchedule
 		s.Min = f.Checkpoint

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/convsync/convsync/extract"
-	"github.com/convsync/convsync/internal/version"
 	"github.com/convsync/convsync/jobs"
 	"github.com/convsync/convsync/schemas"
 	"github.com/convsync/convsync/sink"
@@ -76,16 +75,7 @@ func runLookup(ctx context.Context, args []string, stdout, stderr io.Writer, rep
 	defer outs.Close()
 	watchPublish(outs.Decided)
 	log.Info().Str("run_id", outs.RunID()).Int("subjects", len(subjects)).Str("pii", f.PII).Msg("lookup started")
-	sum, err := jobs.Lookup(ctx, env.client, outs, subjects, jobs.Config{
-		RunID:        outs.RunID(),
-		SnapshotDate: f.snapshot,
-		Version:      version.Version(),
-		Workers:      f.Concurrency,
-		Services:     f.services,
-		Policy:       f.policy,
-		Logger:       log,
-		Progress:     prog.update,
-	})
+	sum, err := jobs.Lookup(ctx, env.client, outs, subjects, f.jobsConfig(outs, log, prog))
 	prog.finish()
 	rep.run = &sum.Run
 	if err != nil {

@@ -3,10 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"io"
-	"io/fs"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -58,40 +56,6 @@ func runCmd(t *testing.T, args ...string) result {
 	return result{code: code, stdout: out.String(), stderr: errb.String(), took: time.Since(start)}
 }
 
-// hashTree returns the sha256 of every file under root (or of root itself).
-func hashTree(t *testing.T, root string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		buf, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		sum := sha256.Sum256(buf)
-		out[p] = hex.EncodeToString(sum[:])
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-func equalMaps(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
-}
-
 // TestRejectedCredentialsLeaveOutputsUnchanged: after a good run, an export
 // with credentials the API rejects exits non-zero within seconds with a
 // one-line reason last on stderr, and the DuckDB file and Parquet datasets
@@ -108,7 +72,7 @@ func TestRejectedCredentialsLeaveOutputsUnchanged(t *testing.T) {
 	if got := testkit.Query(t, db, "SELECT count(*) AS n FROM participants")[0]["n"]; got != int64(len(want["participants"])) {
 		t.Fatalf("good run wrote %v participants, want %d", got, len(want["participants"]))
 	}
-	before := hashTree(t, dir)
+	before := testkit.HashTree(t, dir, nil)
 
 	cases := []struct {
 		name string
@@ -140,7 +104,7 @@ func TestRejectedCredentialsLeaveOutputsUnchanged(t *testing.T) {
 						t.Errorf("output reveals a credential")
 					}
 				}
-				if after := hashTree(t, dir); !equalMaps(before, after) {
+				if after := testkit.HashTree(t, dir, nil); !maps.Equal(before, after) {
 					t.Errorf("outputs changed after the failed run:\nbefore %v\nafter  %v", before, after)
 				}
 			}

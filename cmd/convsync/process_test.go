@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -391,7 +392,7 @@ func TestCatchableSignalsEndCleanly(t *testing.T) {
 			if state := o.nightOf(t, old, slow); !all(state, 0) {
 				t.Errorf("outputs changed by the interrupted run: %v", state)
 			}
-			if after := o.outputHashes(t); !equalMaps(before, after) {
+			if after := o.outputHashes(t); !maps.Equal(before, after) {
 				t.Errorf("the interrupted run changed bytes of the outputs")
 			}
 		})
@@ -402,13 +403,7 @@ func TestCatchableSignalsEndCleanly(t *testing.T) {
 // of the Parquet root but convsync's control folder.
 func (o outs) outputHashes(t *testing.T) map[string]string {
 	t.Helper()
-	out := map[string]string{}
-	for p, h := range hashTree(t, o.dir) {
-		if !strings.Contains(p, ".convsync") {
-			out[p] = h
-		}
-	}
-	return out
+	return testkit.HashTree(t, o.dir, func(p string) bool { return strings.Contains(p, ".convsync") })
 }
 
 // TestResumeAfterSIGTERM: an export stopped by SIGTERM after a few

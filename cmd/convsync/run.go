@@ -11,6 +11,7 @@ import (
 
 	"github.com/convsync/convsync/extract"
 	"github.com/convsync/convsync/internal/fakeapi"
+	"github.com/convsync/convsync/internal/version"
 	"github.com/convsync/convsync/jobs"
 	"github.com/convsync/convsync/schemas"
 	"github.com/convsync/convsync/sink"
@@ -93,6 +94,20 @@ func (c *common) openOutputs(ctx context.Context, cfg sink.Config) (*sink.Output
 		return nil, outputError(err)
 	}
 	return outs, nil
+}
+
+// jobsConfig is what a job of these flags runs with, into outs.
+func (c *common) jobsConfig(outs *sink.Outputs, log zerolog.Logger, prog *progress) jobs.Config {
+	return jobs.Config{
+		RunID:        outs.RunID(),
+		SnapshotDate: c.snapshot,
+		Version:      version.Version(),
+		Workers:      c.Concurrency,
+		Services:     c.services,
+		Policy:       c.policy,
+		Logger:       log,
+		Progress:     prog.update,
+	}
 }
 
 // outputError gives an error of the outputs its exit status.

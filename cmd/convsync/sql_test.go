@@ -3,12 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"database/sql"
 	"encoding/csv"
-	"encoding/hex"
 	"encoding/json"
-	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -16,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/convsync/convsync/internal/testkit"
 	"github.com/convsync/convsync/internal/version"
 )
 
@@ -89,40 +88,6 @@ func parquetFixture(t *testing.T) string {
 	writeFile(t, filepath.Join(dir, "_runs"), "r1.json", `{"run_id": "r1", "command": "export", "snapshot_date": "2026-11-20",
   "started_at": "2026-11-20T04:15:00.5Z", "ended_at": "2026-11-20T04:15:02.25Z", "status": "succeeded", "rows": {"t": 3}}`)
 	return dir
-}
-
-// fileHashes returns the sha256 of every file under root.
-func fileHashes(t *testing.T, root string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		buf, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		sum := sha256.Sum256(buf)
-		out[p] = hex.EncodeToString(sum[:])
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-func sameHashes(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 const fixtureQuery = "SELECT id, name, n, ts, d FROM t ORDER BY id"
@@ -472,8 +437,8 @@ func TestSQLReadOnly(t *testing.T) {
 		"SELECT 'DELETE' AS analyze",
 	}
 	for _, src := range [][]string{{"--duckdb", db}, {"--parquet", pq}} {
-		before := fileHashes(t, filepath.Dir(db))
-		beforePQ := fileHashes(t, pq)
+		before := testkit.HashTree(t, filepath.Dir(db), nil)
+		beforePQ := testkit.HashTree(t, pq, nil)
 		for _, q := range writes {
 			t.Run(src[0]+"/"+q, func(t *testing.T) {
 				r := convsync(t, "sql", src[0], src[1], q)
@@ -492,10 +457,10 @@ func TestSQLReadOnly(t *testing.T) {
 				}
 			})
 		}
-		if after := fileHashes(t, filepath.Dir(db)); !sameHashes(before, after) {
+		if after := testkit.HashTree(t, filepath.Dir(db), nil); !maps.Equal(before, after) {
 			t.Errorf("%s: the DuckDB file's folder changed:\nbefore %v\nafter  %v", src[0], before, after)
 		}
-		if after := fileHashes(t, pq); !sameHashes(beforePQ, after) {
+		if after := testkit.HashTree(t, pq, nil); !maps.Equal(beforePQ, after) {
 			t.Errorf("%s: the Parquet datasets changed", src[0])
 		}
 		if entries, _ := os.ReadDir(outside); len(entries) > 0 {
@@ -537,14 +502,14 @@ func TestSQLReadOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sdb.Close()
-	before := fileHashes(t, filepath.Dir(db))
+	before := testkit.HashTree(t, filepath.Dir(db), nil)
 	for _, q := range []string{"CREATE TABLE x (a INTEGER)", "DELETE FROM t", "INSERT INTO t (id) VALUES (9)"} {
 		if _, err := sdb.Exec(q); err == nil || !strings.Contains(err.Error(), "read-only") {
 			t.Errorf("DuckDB ran %q on the file opened read-only: %v", q, err)
 		}
 	}
 	sdb.Close()
-	if after := fileHashes(t, filepath.Dir(db)); !sameHashes(before, after) {
+	if after := testkit.HashTree(t, filepath.Dir(db), nil); !maps.Equal(before, after) {
 		t.Errorf("the DuckDB file changed under DuckDB's read-only mode")
 	}
 }
@@ -659,7 +624,7 @@ func TestSQLOverDemoExport(t *testing.T) {
 	if code := run([]string{"export", "--demo", "--duckdb", db, "--parquet", pq, "--snapshot-date", "2026-11-20", "--progress", "off"}, &out, &errb); code != 0 {
 		t.Fatalf("demo export: exit %d\n%s", code, errb.String())
 	}
-	before := fileHashes(t, dir)
+	before := testkit.HashTree(t, dir, nil)
 
 	for _, table := range []string{"services", "users", "user_conversations", "conversations", "participants"} {
 		t.Run(table, func(t *testing.T) {
@@ -705,7 +670,7 @@ func TestSQLOverDemoExport(t *testing.T) {
 			t.Errorf("README SQL example %d: exit %d: %s", i+1, r.code, r.stderr)
 		}
 	}
-	if after := fileHashes(t, dir); !sameHashes(before, after) {
+	if after := testkit.HashTree(t, dir, nil); !maps.Equal(before, after) {
 		t.Error("convsync sql changed the outputs")
 	}
 }

@@ -6,10 +6,15 @@ package testkit
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"math/big"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"sort"
@@ -185,40 +190,11 @@ func set(xs []string) map[string]bool {
 // returns every row by column name.
 func Query(t testing.TB, path, q string, args ...any) []Row {
 	t.Helper()
-	db, err := sql.Open("duckdb", path)
+	rows, err := QueryErr(path, q, args...)
 	if err != nil {
-		t.Fatalf("open duckdb %s: %v", path, err)
+		t.Fatalf("query %q on %s: %v", q, path, err)
 	}
-	defer db.Close()
-	rows, err := db.Query(q, args...)
-	if err != nil {
-		t.Fatalf("query %q: %v", q, err)
-	}
-	defer rows.Close()
-	cols, err := rows.Columns()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []Row
-	for rows.Next() {
-		vals := make([]any, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			t.Fatal(err)
-		}
-		r := Row{}
-		for i, c := range cols {
-			r[c] = vals[i]
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return rows
 }
 
 // ReadParquet reads one table's Parquet dataset under dir through DuckDB.
@@ -490,13 +466,13 @@ func Matches(table string, got []Row, want map[string]Row) bool {
 
 // QueryErr is Query returning the error instead of failing the test (for
 // a table that may not exist yet).
-func QueryErr(path, q string) ([]Row, error) {
+func QueryErr(path, q string, args ...any) ([]Row, error) {
 	db, err := sql.Open("duckdb", path)
 	if err != nil {
 		return nil, err
 	}
 	defer db.Close()
-	rows, err := db.Query(q)
+	rows, err := db.Query(q, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -522,4 +498,27 @@ func QueryErr(path, q string) ([]Row, error) {
 		out = append(out, r)
 	}
 	return out, rows.Err()
+}
+
+// HashTree returns the sha256 of every file under root, by path, leaving
+// out the files skip names (nil: none).
+func HashTree(t testing.TB, root string, skip func(path string) bool) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || (skip != nil && skip(p)) {
+			return err
+		}
+		buf, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(buf)
+		out[p] = hex.EncodeToString(sum[:])
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
