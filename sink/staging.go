@@ -35,53 +35,18 @@ func (o *Outputs) stagingBase() string {
 
 // prepareStaging removes the staging that dead runs left on these
 // outputs (any run that held one of them is dead, since this run holds
-// their locks), except the one this run resumes, and then resumes or
-// creates the run's staging.
+// their locks), except the one this run resumes, finishes the publish of
+// any of them that was decided, and then resumes or creates the run's
+// staging.
 func (o *Outputs) prepareStaging(ctx context.Context) error {
 	base := o.stagingBase()
 	if err := os.MkdirAll(base, 0o755); err != nil {
 		return err
 	}
-	owned := map[string]bool{} // control folders of these outputs
-	for _, out := range o.outputs() {
-		owned[out.control] = true
+	candidates, err := o.deadStaging(base)
+	if err != nil {
+		return err
 	}
-	dirs := map[string]bool{base: true}
-	for d := range owned {
-		dirs[d] = true
-	}
-	ours := o.locations()
-	var candidates []string // dead staging of these outputs
-	for dir := range dirs {
-		entries, err := os.ReadDir(dir)
-		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				continue
-			}
-			return err
-		}
-		for _, e := range entries {
-			path := filepath.Join(dir, e.Name())
-			switch {
-			case strings.HasPrefix(e.Name(), trashPrefix):
-				_ = os.RemoveAll(path)
-			case strings.HasPrefix(e.Name(), stagingPrefix) && e.IsDir():
-				m, err := stage.ReadManifest(path)
-				if err != nil {
-					// A staging whose manifest never got written belongs to
-					// the output whose control folder holds it.
-					if owned[dir] {
-						_ = removeStaging(path)
-					}
-					continue
-				}
-				if intersects(m.Outputs, ours) {
-					candidates = append(candidates, path)
-				}
-			}
-		}
-	}
-	sort.Sort(sort.Reverse(sort.StringSlice(candidates))) // newest run first
 	resume := ""
 	if o.cfg.Resume {
 		resume = o.findResumable(candidates)
@@ -101,6 +66,57 @@ func (o *Outputs) prepareStaging(ctx context.Context) error {
 			return err
 		}
 	}
+	return o.openStage(base, resume)
+}
+
+// deadStaging lists, newest run first, the staging folders of runs that
+// wrote one of these outputs, in the staging base and in the outputs'
+// control folders; on the way it removes trash and staging that never got
+// a manifest in an output's own control folder.
+func (o *Outputs) deadStaging(base string) ([]string, error) {
+	owned := map[string]bool{} // control folders of these outputs
+	for _, out := range o.outputs() {
+		owned[out.control] = true
+	}
+	dirs := map[string]bool{base: true}
+	for d := range owned {
+		dirs[d] = true
+	}
+	ours := o.locations()
+	var candidates []string
+	for dir := range dirs {
+		entries, err := os.ReadDir(dir)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range entries {
+			path := filepath.Join(dir, e.Name())
+			switch {
+			case strings.HasPrefix(e.Name(), trashPrefix):
+				_ = os.RemoveAll(path)
+			case strings.HasPrefix(e.Name(), stagingPrefix) && e.IsDir():
+				m, err := stage.ReadManifest(path)
+				switch {
+				case err != nil && owned[dir]:
+					// A staging whose manifest never got written belongs to
+					// the output whose control folder holds it.
+					_ = removeStaging(path)
+				case err == nil && intersects(m.Outputs, ours):
+					candidates = append(candidates, path)
+				}
+			}
+		}
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(candidates)))
+	return candidates, nil
+}
+
+// openStage resumes the staging folder resume, or, when there is none or
+// it cannot be resumed, creates the run's staging in base.
+func (o *Outputs) openStage(base, resume string) error {
 	opts := stage.Options{
 		RowGroupRows: o.cfg.RowGroupRows, RowGroupBytes: o.cfg.RowGroupBytes, Allocator: o.cfg.Allocator,
 		Spool: o.cfg.Checkpoints,
@@ -121,7 +137,7 @@ func (o *Outputs) prepareStaging(ctx context.Context) error {
 	}
 	opts.KV = map[string]string{stage.KVRunID: o.cfg.RunID, stage.KVSnapshotDate: o.date()}
 	st, err := stage.Create(filepath.Join(base, stagingPrefix+o.cfg.RunID), o.cfg.Tables, stage.Manifest{
-		RunID: o.cfg.RunID, Command: o.cfg.Command, Outputs: ours, Fingerprint: o.cfg.Fingerprint,
+		RunID: o.cfg.RunID, Command: o.cfg.Command, Outputs: o.locations(), Fingerprint: o.cfg.Fingerprint,
 	}, opts)
 	if err != nil {
 		return err

@@ -99,6 +99,8 @@ func (p *progress) update(s jobs.Progress) {
 		// Logged outside the lock: the line comes back through Write.
 		ev := p.log.Info().Dur("elapsed", s.Elapsed).Int64("requests", s.Stats.Requests).
 			Int64("retries", s.Stats.Retries).Int64("throttled", s.Stats.Throttled).Int("concurrency_limit", s.Stats.Limit).
+			Int("in_flight", s.Stats.InFlight).Int64("pages", s.Stats.Pages).Int64("server_errors", s.Stats.ServerErrors).
+			Int64("network_errors", s.Stats.NetworkErrors).Int64("memory_held_bytes", s.Stats.MemoryHeld).
 			Float64("requests_per_s", rate).Int64("parents_skipped", s.ParentsSkipped)
 		for t, n := range s.Rows {
 			ev = ev.Int64("rows_"+t, n)
