@@ -19,6 +19,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -39,7 +40,16 @@ commands:
 Run 'convsync <command> -h' for the command's flags.
 `
 
+// memoryLimit is the Go heap's soft limit unless GOMEMLIMIT sets one: the
+// collector works harder as the heap nears it, so that the process stays
+// well under 1 GiB whatever a server sends (the pipeline's own bounds keep
+// the live heap far below it).
+const memoryLimit = 768 << 20
+
 func main() {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(memoryLimit)
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
