@@ -276,7 +276,7 @@ func (c *checkpoints) take(ctx context.Context, ws *writers, st state) ([]byte, 
 // schedule calls take at the times s sets, from started, until stop is
 // closed or ctx is done; it returns the first error.
 func (s Schedule) run(ctx context.Context, stop <-chan struct{}, started time.Time, volume func() int64, take func() error) error {
-	t := time.NewTicker(100 * time.Millisecond)
+	t := time.NewTicker(max(min(100*time.Millisecond, s.Min), time.Millisecond))
 	defer t.Stop()
 	last, lastBytes := time.Now(), volume()
 	for {

@@ -137,15 +137,21 @@ func (e *export) crawl(ctx context.Context) error {
 			return e.children(pctx, convs.ch, kindConversation, e.src.Participants, e.ws.byName[schemas.Participants.Name])
 		})
 	}
-	stopCP := make(chan struct{})
+	// The checkpoints stop before the writers' queues close: a checkpoint
+	// under way sends its markers down those queues.
+	stopCP, cpDone := make(chan struct{}), make(chan struct{})
 	if s := e.cfg.Checkpoints; s != nil {
 		g.Go(func() error {
+			defer close(cpDone)
 			return s.run(gctx, stopCP, e.started, e.ws.written, func() error { return e.checkpoint(gctx) })
 		})
+	} else {
+		close(cpDone)
 	}
 	g.Go(func() error {
 		err := prod.Wait()
 		close(stopCP)
+		<-cpDone
 		if err == nil {
 			e.ws.closeAll()
 		}
