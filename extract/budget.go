@@ -19,7 +19,7 @@ const (
 	largeReads = 8
 	// softBudget is the memory held by unreleased pages above which new
 	// requests wait (a page costs about twice its body once decoded).
-	softBudget = 256 << 20
+	softBudget = 32 << 20
 	// decodedFactor estimates a decoded page's memory from its body size.
 	decodedFactor = 2
 )

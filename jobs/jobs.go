@@ -79,7 +79,7 @@ type Config struct {
 const (
 	DefaultWorkers   = 100
 	DefaultBatchRows = 16384   // rows per Arrow record handed to the sink, at most
-	batchBytes       = 4 << 20 // and about this many bytes of values, at most
+	batchBytes       = 1 << 20 // and about this many bytes of values, at most
 )
 
 func (c *Config) defaults() {

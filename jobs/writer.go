@@ -17,7 +17,7 @@ import (
 
 // queueItems is how many items (a page or a child list each) wait
 // between the fetchers and a table's writer.
-const queueItems = 64
+const queueItems = 16
 
 // item is one unit on its way to a table writer: objects of a page or of
 // a whole child list, and the pages to release once they are appended;

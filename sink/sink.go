@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -363,6 +364,10 @@ func (o *Outputs) Publish(ctx context.Context, run runs.Record, state []byte, lo
 	}
 	var prepared *duckdb.Prepared
 	if o.duck != nil {
+		// The crawl's pages, batches and row groups are garbage now: hand
+		// their memory back to the system before DuckDB allocates its own,
+		// so that the two peaks do not add up.
+		debug.FreeOSMemory()
 		if prepared, err = o.duck.Prepare(ctx, o.cfg.Tables, paths, run); err != nil {
 			return undo(fmt.Errorf("duckdb %s: %w", o.duck.Path(), err))
 		}

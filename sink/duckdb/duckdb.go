@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -182,8 +183,8 @@ type Prepared struct {
 // publish: each table replaced by the rows of its staged Parquet file
 // (files: table name to path), comments, the history, and run's row in
 // the runs table. Nothing is visible before Commit.
-func (t *Target) Prepare(ctx context.Context, tables []schemas.Table, files map[string]string, run runs.Record) (p *Prepared, err error) {
-	p = &Prepared{t: t}
+func (t *Target) Prepare(ctx context.Context, tables []schemas.Table, files map[string]string, run runs.Record) (_ *Prepared, err error) {
+	p := &Prepared{t: t}
 	if p.c, err = t.open(ctx); err != nil {
 		return nil, err
 	}
@@ -199,6 +200,13 @@ func (t *Target) Prepare(ctx context.Context, tables []schemas.Table, files map[
 	if p.tx, err = p.conn.BeginTx(ctx, nil); err != nil {
 		return nil, fmt.Errorf("begin: %s", Clean(err))
 	}
+	var ownLimit string
+	if err := p.tx.QueryRowContext(ctx, "SELECT current_setting('memory_limit')").Scan(&ownLimit); err != nil {
+		return nil, fmt.Errorf("read memory limit: %s", Clean(err))
+	}
+	if _, err := p.tx.ExecContext(ctx, "SET memory_limit = "+quoteLiteral(MemoryLimit)); err != nil {
+		return nil, fmt.Errorf("set memory limit: %s", Clean(err))
+	}
 	for _, tb := range tables {
 		f, ok := files[tb.Name]
 		if !ok {
@@ -213,6 +221,13 @@ func (t *Target) Prepare(ctx context.Context, tables []schemas.Table, files map[
 	if t.history {
 		if err := checkHistoryDate(ctx, p.tx, run.SnapshotDate); err != nil {
 			return nil, err
+		}
+		// Rebuilding the histories windows over every snapshot kept, which
+		// grows with the days kept: give it DuckDB's own limit (80% of the
+		// memory it finds) instead of the load's. (RESET memory_limit
+		// changes the setting but not the buffer manager's limit.)
+		if _, err := p.tx.ExecContext(ctx, "SET memory_limit = "+quoteLiteral(ownLimit)); err != nil {
+			return nil, fmt.Errorf("history: %s", Clean(err))
 		}
 		for _, s := range historyStatements(tables, run.RunID, run.SnapshotDate) {
 			if _, err := p.tx.ExecContext(ctx, s); err != nil {
@@ -233,7 +248,7 @@ func (t *Target) open(ctx context.Context) (*goduckdb.Connector, error) {
 	wait := 100 * time.Millisecond
 	logged := false
 	for {
-		c, err := goduckdb.NewConnector(t.path, nil)
+		c, err := goduckdb.NewConnector(t.path+"?"+writeSettings(t.path), nil)
 		if err == nil {
 			return c, nil
 		}
@@ -254,6 +269,24 @@ func (t *Target) open(ctx context.Context) (*goduckdb.Connector, error) {
 		}
 		wait = min(wait*2, 2*time.Second)
 	}
+}
+
+// MemoryLimit caps what DuckDB's buffer manager holds while a run loads
+// its tables; past it DuckDB writes to the database file (a table loaded
+// by CREATE TABLE AS goes there directly) or spills to TempDir, so that the
+// load costs the same memory whatever the account's size. (64MB is too
+// little for the histories' rebuild at 400k rows; that step runs under
+// DuckDB's default limit.)
+const MemoryLimit = "128MB"
+
+// TempDir is where DuckDB spills during a publish: inside the database's
+// control folder, not beside the file where a reader would see it.
+func TempDir(path string) string { return path + ".convsync" + string(filepath.Separator) + "tmp" }
+
+// writeSettings are the DuckDB settings of a database opened to publish,
+// as a DSN query.
+func writeSettings(path string) string {
+	return url.Values{"temp_directory": {TempDir(path)}}.Encode()
 }
 
 // isLockConflict reports whether err is DuckDB refusing to open a file

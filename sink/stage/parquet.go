@@ -40,7 +40,7 @@ const (
 	// before it is flushed, measured as the Arrow size of the batches
 	// written into it, so wide rows with large strings cannot make a row
 	// group grow without bound.
-	DefaultRowGroupBytes = 64 << 20
+	DefaultRowGroupBytes = 8 << 20
 	// maxStatsSize is the largest min/max statistic kept for a column chunk.
 	maxStatsSize = 256
 	// dictPageBytes caps each column's dictionary.
@@ -70,7 +70,7 @@ func createParquet(path string, t schemas.Table, kv map[string]string, o Options
 	if err != nil {
 		return nil, err
 	}
-	props := parquet.NewWriterProperties(
+	opts := []parquet.WriterProperty{
 		parquet.WithCompression(compress.Codecs.Zstd),
 		// v17 defaults to a REPEATED root, which Snowflake, Impala and
 		// others reject.
@@ -84,12 +84,21 @@ func createParquet(path string, t schemas.Table, kv map[string]string, o Options
 		// (SIDs, URLs and attributes are unique anyway).
 		parquet.WithDictionaryPageSizeLimit(dictPageBytes),
 		parquet.WithAllocator(o.Allocator),
-	)
+	}
+	// Dictionaries pay for repeated text (SIDs of parents, enums, roles);
+	// timestamps and counters are near-unique or tiny, and a dictionary's
+	// hash table costs memory for every open row group.
+	for _, f := range t.Schema.Fields() {
+		if !isText(f.Type) {
+			opts = append(opts, parquet.WithDictionaryFor(f.Name, false))
+		}
+	}
+	props := parquet.NewWriterProperties(opts...)
 	arrProps := pqarrow.NewArrowWriterProperties(
 		pqarrow.WithStoreSchema(), // keeps the convsync.* field metadata
 		pqarrow.WithAllocator(o.Allocator),
 	)
-	p := &parquetFile{path: path, table: t, kv: kv, f: f, buf: bufio.NewWriterSize(f, 1<<20), opts: o}
+	p := &parquetFile{path: path, table: t, kv: kv, f: f, buf: bufio.NewWriterSize(f, 256<<10), opts: o}
 	fw, err := pqarrow.NewFileWriter(t.Schema, p, props, arrProps)
 	if err != nil {
 		_ = f.Close()
@@ -224,3 +233,13 @@ func recordBytes(rec arrow.Record) int64 {
 
 // defaultAllocator is used when Options.Allocator is nil.
 var defaultAllocator memory.Allocator = memory.DefaultAllocator
+
+// isText reports whether values of type dt are strings, which Parquet
+// dictionary-encodes.
+func isText(dt arrow.DataType) bool {
+	switch dt.ID() {
+	case arrow.STRING, arrow.LARGE_STRING, arrow.BINARY, arrow.LARGE_BINARY:
+		return true
+	}
+	return false
+}

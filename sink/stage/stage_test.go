@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/memory"
 	"github.com/apache/arrow/go/v17/parquet/file"
 
@@ -81,6 +82,67 @@ func TestRowGroups(t *testing.T) {
 				t.Errorf("file metadata %s = %v", stage.KVTable, v)
 			}
 			sinktest.Check(t, sinktest.OpenDB(t, ""), tbl, fmt.Sprintf("read_parquet('%s')", files[tbl.Name].Path), 1, tc.rows)
+		})
+	}
+}
+
+// TestDictionaries checks, through DuckDB's parquet_metadata, that text
+// columns are dictionary-encoded and the others (timestamps, counters,
+// flags) are not: a dictionary pays only for repeated text and costs
+// memory for every open row group.
+func TestDictionaries(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	for _, tbl := range []schemas.Table{schemas.Users, schemas.Participants} {
+		t.Run(tbl.Name, func(t *testing.T) {
+			s, err := stage.Create(filepath.Join(t.TempDir(), "staging"), []schemas.Table{tbl}, manifest("r1"), stage.Options{Allocator: mem})
+			if err != nil {
+				t.Fatal(err)
+			}
+			write(t, mem, s, tbl, 1, 0, 500, 100)
+			files, err := s.Finish(nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rows, err := sinktest.OpenDB(t, "").Query(fmt.Sprintf(
+				"SELECT path_in_schema, bool_or(encodings LIKE '%%DICTIONARY%%') FROM parquet_metadata('%s') GROUP BY ALL", files[tbl.Name].Path))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rows.Close()
+			dict := map[string]bool{}
+			for rows.Next() {
+				var col string
+				var d bool
+				if err := rows.Scan(&col, &d); err != nil {
+					t.Fatal(err)
+				}
+				dict[col] = d
+			}
+			if err := rows.Err(); err != nil {
+				t.Fatal(err)
+			}
+			text := 0
+			for _, f := range tbl.Schema.Fields() {
+				if f.Type.ID() == arrow.LIST {
+					continue // list elements keep the writer's default
+				}
+				d, ok := dict[f.Name]
+				if !ok {
+					t.Errorf("column %s missing from the file's metadata", f.Name)
+					continue
+				}
+				isText := f.Type.ID() == arrow.STRING
+				if isText {
+					text++
+				}
+				if d != isText {
+					t.Errorf("column %s (%s): dictionary-encoded %v, want %v", f.Name, f.Type, d, isText)
+				}
+			}
+			if text == 0 || text == len(tbl.Schema.Fields()) {
+				t.Errorf("table %s has %d text columns of %d: the check proves nothing", tbl.Name, text, len(tbl.Schema.Fields()))
+			}
 		})
 	}
 }
