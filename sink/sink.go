@@ -336,61 +336,14 @@ func (o *Outputs) Publish(ctx context.Context, run runs.Record, state []byte, lo
 	if err != nil {
 		return run, err
 	}
-	run.RunID = o.RunID()
-	run.SnapshotDate = runs.Date(o.cfg.SnapshotDate)
-	run.Status = runs.Succeeded
-	run.Rows = map[string]int64{}
-	paths := map[string]string{}
-	for name, f := range files {
-		run.Rows[name] = f.Rows
-		paths[name] = f.Path
-	}
-	j := &journal{RunID: run.RunID, Staging: o.st.Dir(), Tables: tableNames(o.cfg.Tables), Files: paths, Run: run}
-	if o.duck != nil {
-		j.DuckDB = &journalDuckDB{Path: o.duck.Path(), History: o.cfg.History}
-	}
-	if o.pq != nil {
-		j.Parquet, j.ParquetControl = o.pq.Location(), o.pq.ControlDir()
-	}
-	if err := writePointers(o.outputs(), j); err != nil {
+	run, j := o.journal(run, files)
+	prepared, err := o.prepare(ctx, j)
+	if err != nil {
 		return run, err
-	}
-	undo := func(err error) (runs.Record, error) {
-		removePointers(o.outputs(), run.RunID)
-		return run, err
-	}
-	if err := faultpoint.Hit("pointers"); err != nil {
-		return undo(err)
-	}
-	var prepared *duckdb.Prepared
-	if o.duck != nil {
-		// The crawl's pages, batches and row groups are garbage now: hand
-		// their memory back to the system before DuckDB allocates its own,
-		// so that the two peaks do not add up.
-		debug.FreeOSMemory()
-		if prepared, err = o.duck.Prepare(ctx, o.cfg.Tables, paths, run); err != nil {
-			return undo(fmt.Errorf("duckdb %s: %w", o.duck.Path(), err))
-		}
-	}
-	rollback := func(err error) (runs.Record, error) {
-		if prepared != nil {
-			prepared.Rollback()
-		}
-		return undo(err)
-	}
-	if o.pq != nil {
-		if err := o.pq.Prepare(ctx); err != nil {
-			return rollback(err)
-		}
-	}
-	if err := faultpoint.Hit("prepare"); err != nil {
-		return rollback(err)
-	}
-	if ctx.Err() != nil {
-		return rollback(context.Cause(ctx))
 	}
 	if err := j.write(); err != nil {
-		return rollback(fmt.Errorf("write the publish decision: %w", err))
+		o.abandon(prepared, run.RunID)
+		return run, fmt.Errorf("write the publish decision: %w", err)
 	}
 	o.decided.Store(true)
 	o.log.Debug().Str("run_id", run.RunID).Msg("publish decided")
@@ -414,6 +367,78 @@ func (o *Outputs) Publish(ctx context.Context, run runs.Record, state []byte, lo
 	}
 	o.published = true
 	return run, nil
+}
+
+// journal returns run filled in with the staged files' rows and the
+// journal entry that records its publish decision.
+func (o *Outputs) journal(run runs.Record, files map[string]stage.File) (runs.Record, *journal) {
+	run.RunID = o.RunID()
+	run.SnapshotDate = runs.Date(o.cfg.SnapshotDate)
+	run.Status = runs.Succeeded
+	run.Rows = map[string]int64{}
+	paths := map[string]string{}
+	for name, f := range files {
+		run.Rows[name] = f.Rows
+		paths[name] = f.Path
+	}
+	j := &journal{RunID: run.RunID, Staging: o.st.Dir(), Tables: tableNames(o.cfg.Tables), Files: paths, Run: run}
+	if o.duck != nil {
+		j.DuckDB = &journalDuckDB{Path: o.duck.Path(), History: o.cfg.History}
+	}
+	if o.pq != nil {
+		j.Parquet, j.ParquetControl = o.pq.Location(), o.pq.ControlDir()
+	}
+	return run, j
+}
+
+// prepare readies every output for the decision j records: the pointers
+// to it in the outputs' control folders, DuckDB's transaction with every
+// change, the Parquet output's checks. On failure it undoes what it did;
+// the outputs are as they were.
+func (o *Outputs) prepare(ctx context.Context, j *journal) (*duckdb.Prepared, error) {
+	if err := writePointers(o.outputs(), j); err != nil {
+		return nil, err
+	}
+	var prepared *duckdb.Prepared
+	fail := func(err error) (*duckdb.Prepared, error) {
+		o.abandon(prepared, j.RunID)
+		return nil, err
+	}
+	if err := faultpoint.Hit("pointers"); err != nil {
+		return fail(err)
+	}
+	if o.duck != nil {
+		// The crawl's pages, batches and row groups are garbage now: hand
+		// their memory back to the system before DuckDB allocates its own,
+		// so that the two peaks do not add up.
+		debug.FreeOSMemory()
+		p, err := o.duck.Prepare(ctx, o.cfg.Tables, j.Files, j.Run)
+		if err != nil {
+			return fail(fmt.Errorf("duckdb %s: %w", o.duck.Path(), err))
+		}
+		prepared = p
+	}
+	if o.pq != nil {
+		if err := o.pq.Prepare(ctx); err != nil {
+			return fail(err)
+		}
+	}
+	if err := faultpoint.Hit("prepare"); err != nil {
+		return fail(err)
+	}
+	if ctx.Err() != nil {
+		return fail(context.Cause(ctx))
+	}
+	return prepared, nil
+}
+
+// abandon gives up a publish before its decision: DuckDB's transaction is
+// rolled back and the pointers removed.
+func (o *Outputs) abandon(p *duckdb.Prepared, runID string) {
+	if p != nil {
+		p.Rollback()
+	}
+	removePointers(o.outputs(), runID)
 }
 
 // errIncomplete marks a publish that was decided but not carried out.

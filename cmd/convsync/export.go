@@ -136,7 +136,7 @@ func logSummary(log *zerolog.Logger, run runs.Record) {
 	took := run.EndedAt.Sub(run.StartedAt).Round(time.Millisecond)
 	ev := log.Info().Str("run_id", run.RunID).Dur("elapsed", took).Int64("requests", run.Requests).
 		Int64("retries", run.Retries).Int64("throttled", run.Throttled).Int64("parents_skipped", run.ParentsSkipped).
-		Int("concurrency_limit", run.ConcurrencyLimit)
+		Int("concurrency_limit", run.ConcurrencyLimit).Int("concurrency_peak", run.ConcurrencyPeak)
 	for t, n := range run.Rows {
 		ev = ev.Int64("rows_"+t, n)
 	}

@@ -388,7 +388,6 @@ func (e export) rows() int64 {
 	return n
 }
 
-var reInFlight = regexp.MustCompile(`requests in flight: at most (\d+), limit found (\d+)`)
 
 // runExport runs `convsync export` with default flags into a fresh DuckDB
 // file and Parquet root, and reads its run record from the JSON log line
@@ -446,10 +445,7 @@ func parseExport(p proc) (export, error) {
 			e.Rows[t] = num(k)
 		}
 	}
-	if m := reInFlight.FindSubmatch(p.Stdout); m != nil {
-		e.PeakInFlight, _ = strconv.Atoi(string(m[1]))
-		e.LimitFound, _ = strconv.Atoi(string(m[2]))
-	}
+	e.PeakInFlight, e.LimitFound = int(num("concurrency_peak")), int(num("concurrency_limit"))
 	return e, nil
 }
 
