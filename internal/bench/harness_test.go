@@ -388,7 +388,6 @@ func (e export) rows() int64 {
 	return n
 }
 
-
 // runExport runs `convsync export` with default flags into a fresh DuckDB
 // file and Parquet root, and reads its run record from the JSON log line
 // "export finished" (the runs table's row). A failed run is logged and
