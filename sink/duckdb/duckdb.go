@@ -200,12 +200,9 @@ func (t *Target) Prepare(ctx context.Context, tables []schemas.Table, files map[
 	if p.tx, err = p.conn.BeginTx(ctx, nil); err != nil {
 		return nil, fmt.Errorf("begin: %s", Clean(err))
 	}
-	var ownLimit string
-	if err := p.tx.QueryRowContext(ctx, "SELECT current_setting('memory_limit')").Scan(&ownLimit); err != nil {
-		return nil, fmt.Errorf("read memory limit: %s", Clean(err))
-	}
-	if _, err := p.tx.ExecContext(ctx, "SET memory_limit = "+quoteLiteral(MemoryLimit)); err != nil {
-		return nil, fmt.Errorf("set memory limit: %s", Clean(err))
+	own, err := loadSettings(ctx, p.tx)
+	if err != nil {
+		return nil, err
 	}
 	for _, tb := range tables {
 		f, ok := files[tb.Name]
@@ -223,11 +220,10 @@ func (t *Target) Prepare(ctx context.Context, tables []schemas.Table, files map[
 			return nil, err
 		}
 		// Rebuilding the histories windows over every snapshot kept, which
-		// grows with the days kept: give it DuckDB's own limit (80% of the
-		// memory it finds) instead of the load's. (RESET memory_limit
-		// changes the setting but not the buffer manager's limit.)
-		if _, err := p.tx.ExecContext(ctx, "SET memory_limit = "+quoteLiteral(ownLimit)); err != nil {
-			return nil, fmt.Errorf("history: %s", Clean(err))
+		// grows with the days kept: it runs under DuckDB's own settings
+		// (a memory limit of 80% of the memory it finds, every core).
+		if err := restoreSettings(ctx, p.tx, own); err != nil {
+			return nil, fmt.Errorf("history: %w", err)
 		}
 		for _, s := range historyStatements(tables, run.RunID, run.SnapshotDate) {
 			if _, err := p.tx.ExecContext(ctx, s); err != nil {
@@ -271,13 +267,43 @@ func (t *Target) open(ctx context.Context) (*goduckdb.Connector, error) {
 	}
 }
 
-// MemoryLimit caps what DuckDB's buffer manager holds while a run loads
-// its tables; past it DuckDB writes to the database file (a table loaded
-// by CREATE TABLE AS goes there directly) or spills to TempDir, so that the
-// load costs the same memory whatever the account's size. (64MB is too
-// little for the histories' rebuild at 400k rows; that step runs under
-// DuckDB's default limit.)
-const MemoryLimit = "128MB"
+// loadLimits are the DuckDB settings a run loads its tables under: one
+// thread, and a cap on what the buffer manager holds, past which DuckDB
+// writes to the database file (a table loaded by CREATE TABLE AS goes
+// there directly) or spills to TempDir. So the load costs the same memory
+// whatever the account's size: about 170 MB above the process's own at
+// 400k rows, where two threads and DuckDB's default limit (80% of the
+// machine's memory) took 300 MB and more. 128 MB loads 16 KB attributes on
+// every row (Twilio's largest); 64 MB does not, nor does it rebuild the
+// histories at 400k rows, which run under DuckDB's own settings.
+var loadLimits = [][2]string{{"threads", "1"}, {"memory_limit", "128MB"}}
+
+// loadSettings reads DuckDB's own values of the loadLimits settings and
+// sets the loadLimits in their place; restoreSettings puts them back.
+// (RESET memory_limit would change the setting without the buffer
+// manager's limit.)
+func loadSettings(ctx context.Context, tx *sql.Tx) (own []string, err error) {
+	for _, s := range loadLimits {
+		var v string
+		if err := tx.QueryRowContext(ctx, "SELECT current_setting("+quoteLiteral(s[0])+")").Scan(&v); err != nil {
+			return nil, fmt.Errorf("read setting %s: %s", s[0], Clean(err))
+		}
+		own = append(own, v)
+		if _, err := tx.ExecContext(ctx, "SET "+s[0]+" = "+quoteLiteral(s[1])); err != nil {
+			return nil, fmt.Errorf("set %s: %s", s[0], Clean(err))
+		}
+	}
+	return own, nil
+}
+
+func restoreSettings(ctx context.Context, tx *sql.Tx, own []string) error {
+	for i, s := range loadLimits {
+		if _, err := tx.ExecContext(ctx, "SET "+s[0]+" = "+quoteLiteral(own[i])); err != nil {
+			return fmt.Errorf("set %s: %s", s[0], Clean(err))
+		}
+	}
+	return nil
+}
 
 // TempDir is where DuckDB spills during a publish: inside the database's
 // control folder, not beside the file where a reader would see it.
