@@ -317,33 +317,22 @@ func (b *Bucket) Publish(ctx context.Context, tables []schemas.Table, files map[
 	if err != nil {
 		return err
 	}
-	for _, t := range tables {
-		src, ok := files[t.Name]
-		if !ok {
-			return fmt.Errorf("no staged file for table %s", t.Name)
-		}
-		if err := faultpoint.Hit("parquet:" + t.Name); err != nil {
-			return err
-		}
-		key := b.prefix + t.Name + "/" + Partition(run.SnapshotDate) + "/" + PartFile
-		if err := b.upload(ctx, bk, key, src, "application/vnd.apache.parquet", run.RunID); err != nil {
-			return fmt.Errorf("publish %s: %w", t.Name, err)
-		}
-	}
-	if err := faultpoint.Hit("run-record"); err != nil {
-		return err
-	}
-	rec, err := run.Marshal()
-	if err != nil {
-		return err
-	}
-	if err := b.uploadBytes(ctx, bk, b.prefix+RunsDir+"/"+run.RunID+".json", rec, "application/json", run.RunID); err != nil {
-		return fmt.Errorf("write run record: %w", err)
-	}
-	for _, t := range tables {
-		b.log.Info().Str("table", t.Name).Int64("rows", run.Rows[t.Name]).Str("snapshot_date", run.SnapshotDate).Msg("published")
-	}
-	return nil
+	return publish(ctx, bucketFiles{b, bk}, b.log, tables, files, run)
+}
+
+// bucketFiles puts a publish's files into a bucket as objects.
+type bucketFiles struct {
+	b  *Bucket
+	bk *blob.Bucket
+}
+
+func (f bucketFiles) putTable(ctx context.Context, table, src string, run runs.Record) error {
+	key := f.b.prefix + table + "/" + Partition(run.SnapshotDate) + "/" + PartFile
+	return f.b.upload(ctx, f.bk, key, src, "application/vnd.apache.parquet", run.RunID)
+}
+
+func (f bucketFiles) putRunRecord(ctx context.Context, run runs.Record, rec []byte) error {
+	return f.b.uploadBytes(ctx, f.bk, f.b.prefix+RunsDir+"/"+run.RunID+".json", rec, "application/json", run.RunID)
 }
 
 // upload sends the file at path as key, unless key already holds runID's

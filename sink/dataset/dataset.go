@@ -105,15 +105,46 @@ func (l *Local) Check(context.Context) error {
 // staged file is gone was published by an earlier attempt of the same
 // publish and is left as it is.
 func (l *Local) Publish(ctx context.Context, tables []schemas.Table, files map[string]string, run runs.Record) error {
+	return publish(ctx, localFiles{l}, l.log, tables, files, run)
+}
+
+// localFiles puts a publish's files into a local dataset.
+type localFiles struct{ l *Local }
+
+func (f localFiles) putTable(_ context.Context, table, src string, run runs.Record) error {
+	return f.l.publishTable(table, src, run)
+}
+
+func (f localFiles) putRunRecord(_ context.Context, run runs.Record, rec []byte) error {
+	runsDir := filepath.Join(f.l.root, RunsDir)
+	if err := mkdirSynced(runsDir); err != nil {
+		return err
+	}
+	return stage.ReplaceFileSynced(filepath.Join(runsDir, run.RunID+".json"), rec)
+}
+
+// fileStore is where a publish puts a dataset's files: a local folder or a
+// bucket.
+type fileStore interface {
+	// putTable makes the staged file src table's partition of run's date.
+	putTable(ctx context.Context, table, src string, run runs.Record) error
+	// putRunRecord writes run's record rec.
+	putRunRecord(ctx context.Context, run runs.Record, rec []byte) error
+}
+
+// publish puts each table's staged file (staged: table name to path), then
+// the run record, which says the tables before it are complete: the order
+// of every dataset's publish. Each step can be repeated.
+func publish(ctx context.Context, dst fileStore, log zerolog.Logger, tables []schemas.Table, staged map[string]string, run runs.Record) error {
 	for _, t := range tables {
-		src, ok := files[t.Name]
+		src, ok := staged[t.Name]
 		if !ok {
 			return fmt.Errorf("no staged file for table %s", t.Name)
 		}
 		if err := faultpoint.Hit("parquet:" + t.Name); err != nil {
 			return err
 		}
-		if err := l.publishTable(t.Name, src, run); err != nil {
+		if err := dst.putTable(ctx, t.Name, src, run); err != nil {
 			return fmt.Errorf("publish %s: %w", t.Name, err)
 		}
 	}
@@ -124,15 +155,11 @@ func (l *Local) Publish(ctx context.Context, tables []schemas.Table, files map[s
 	if err != nil {
 		return err
 	}
-	runsDir := filepath.Join(l.root, RunsDir)
-	if err := mkdirSynced(runsDir); err != nil {
-		return err
-	}
-	if err := stage.ReplaceFileSynced(filepath.Join(runsDir, run.RunID+".json"), rec); err != nil {
+	if err := dst.putRunRecord(ctx, run, rec); err != nil {
 		return fmt.Errorf("write run record: %w", err)
 	}
 	for _, t := range tables {
-		l.log.Info().Str("table", t.Name).Int64("rows", run.Rows[t.Name]).Str("snapshot_date", run.SnapshotDate).Msg("published")
+		log.Info().Str("table", t.Name).Int64("rows", run.Rows[t.Name]).Str("snapshot_date", run.SnapshotDate).Msg("published")
 	}
 	return nil
 }
